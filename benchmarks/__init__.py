@@ -1,0 +1,1 @@
+"""Protocols, the Hydra runner, records, leaderboard, figures and the regression check."""

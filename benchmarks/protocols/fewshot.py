@@ -1,0 +1,70 @@
+"""Few-shot classification: accuracy over E episodes on held-out classes, mean and 95% CI.
+
+Every test sample is embedded once; each episode then adapts the learner on the embedded support set and
+scores the embedded queries. Episodes come from the data seed, so every learner sees the very same ones.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from benchmarks.protocols.base import ProtocolResult
+from benchmarks.stats import mean_ci
+from datasets.episodes import check_episode_shape, sample_episodes
+from datasets.splits import ClassDisjointSplit, Split
+from methods.base import Learner, RunContext, embed_all
+
+
+def metric_name(n_way: int, k_shot: int) -> str:
+    return f"acc_{n_way}w{k_shot}s"
+
+
+@dataclass
+class FewShotProtocol:
+    n_way: int = 5
+    shots: tuple[int, ...] = (1, 5)
+    n_query: int = 15
+    n_episodes: int = 600
+    split: Any = field(default_factory=ClassDisjointSplit)
+    name: str = "fewshot"
+
+    def check(self, split: Split) -> None:
+        for k in self.shots:
+            check_episode_shape(split.test.y, self.n_way, k, self.n_query)
+
+    def episodes(self, split: Split, k_shot: int, data_seed: int):
+        return sample_episodes(split.test.y, self.n_way, k_shot, self.n_query, self.n_episodes,
+                               seed=data_seed * 7919 + self.n_way * 101 + k_shot)
+
+    @torch.no_grad()
+    def evaluate(self, learner: Learner, split: Split, ctx: RunContext, data_seed: int) -> ProtocolResult:
+        self.check(split)
+        all_episodes = {k: self.episodes(split, k, data_seed) for k in self.shots}
+        used = torch.unique(torch.cat([torch.cat([e.support.flatten(), e.query.flatten()])
+                                       for e in all_episodes.values()]))
+        position = torch.full((len(split.test),), -1, dtype=torch.long)
+        position[used] = torch.arange(len(used))
+        emb = embed_all(learner, split.test.x[used])
+        metrics, artifacts = {}, {}
+        for k, eps in all_episodes.items():
+            support_y = torch.arange(self.n_way).repeat_interleave(k)
+            query_y = torch.arange(self.n_way).repeat_interleave(self.n_query)
+            correct = torch.empty(eps.n_episodes)
+            bar = tqdm(range(eps.n_episodes), desc=f"{self.n_way}-way {k}-shot", disable=not ctx.progress,
+                       leave=False, mininterval=1.0)
+            for e in bar:
+                scorer = learner.adapt(emb[position[eps.support[e].flatten()]], support_y)
+                scores = scorer.score(emb[position[eps.query[e].flatten()]])
+                if scores.shape != (len(query_y), self.n_way):
+                    raise ValueError(f"scorer returned shape {tuple(scores.shape)}, "
+                                     f"expected {(len(query_y), self.n_way)}")
+                correct[e] = (scores.argmax(1) == query_y).float().mean()
+            name = metric_name(self.n_way, k)
+            metrics[name] = mean_ci(correct.numpy())
+            # indices into the test split; the record keeps the split's own indices into the dataset
+            artifacts[f"episodes_{name}"] = {"classes": eps.classes.numpy(), "support": eps.support.numpy(),
+                                             "query": eps.query.numpy()}
+        return ProtocolResult(metrics=metrics, artifacts=artifacts)

@@ -1,0 +1,128 @@
+"""The Hydra entry point: one run = one (dataset, method, protocol, seed).
+
+    python -m benchmarks.run dataset=digits method=protonet protocol=fewshot seed=0
+    python -m benchmarks.run -m experiment=smoke_digits          # a sweep, as the preset lists it
+
+Flow: load data -> split (from the data seed) -> standardise with training statistics -> check the
+protocol and the learner against the split (clear errors before any training) -> fit -> evaluate ->
+write the record atomically. A failed run writes a record that says so, then raises.
+"""
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from benchmarks.environment import describe_device, git_revision, library_versions, pick_device, seed_everything
+from benchmarks.records import (RECORD_NAME, SCHEMA_VERSION, config_hash, read_record, write_csv_atomic,
+                                write_json_atomic, write_npz_atomic)
+from datasets.labeled import Standardizer
+from datasets.splits import Split
+from methods.base import RunContext
+
+# Keys that change how a run is shown or where it is written, not what it computes.
+_NOT_HASHED = ("progress", "skip_existing", "results_dir", "run_dir", "study")
+
+
+def _identity(cfg: DictConfig) -> dict:
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    return {k: v for k, v in resolved.items() if k not in _NOT_HASHED}
+
+
+def prepare_split(cfg: DictConfig, protocol) -> Split:
+    data = instantiate(cfg.dataset.source)
+    split = protocol.split(data, seed=cfg.data_seed)
+    if cfg.dataset.standardize:
+        scale = Standardizer.fit(split.train.x)
+        split = Split(scale(split.train), scale(split.test), split.train_index, split.test_index, split.kind)
+    return split
+
+
+def execute(cfg: DictConfig) -> dict:
+    """Run one configuration and return its record (also written to ``cfg.run_dir``)."""
+    run_dir = Path(cfg.run_dir)
+    identity = _identity(cfg)
+    run_id = config_hash(identity)
+    previous = read_record(run_dir / RECORD_NAME)
+    if cfg.skip_existing and previous and previous.get("status") == "ok" and previous.get("run_id") == run_id:
+        print(f"[skip] {run_dir} already holds this run's record")
+        return previous
+
+    record: dict = {
+        "schema_version": SCHEMA_VERSION, "run_id": run_id, "status": "running", "error": None,
+        "study": cfg.study, "dataset": cfg.dataset.name, "method": cfg.method.name,
+        "reference_row": bool(cfg.method.get("reference", False)), "protocol": cfg.protocol.name,
+        "seed": cfg.seed, "data_seed": cfg.data_seed, "budget": cfg.budget.name,
+        "config": identity, "metrics": {}, "curves": {}, "artifacts": {},
+        "timings": {}, "device": None, "versions": library_versions(), "git": git_revision(),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    t_start = time.perf_counter()
+    try:
+        device = pick_device(cfg.device)
+        record["device"] = describe_device(device)
+        seed_everything(cfg.seed)
+        protocol = instantiate(cfg.protocol.evaluator)
+        split = prepare_split(cfg, protocol)
+        record["split"] = split.describe() | {"test_index_sha": config_hash({"i": split.test_index.tolist()})}
+        protocol.check(split)
+        if "backbone" in cfg:
+            cfg.backbone.input_shape = list(split.train.input_shape)
+        learner = instantiate(cfg.method.learner)
+        learner.check(split.train)
+        ctx = RunContext(device=device, seed=cfg.seed, progress=cfg.progress)
+
+        t_fit = time.perf_counter()
+        report = learner.fit(split.train, ctx)
+        record["fit"] = report.to_dict()
+        record["timings"]["fit_s"] = time.perf_counter() - t_fit
+
+        t_eval = time.perf_counter()
+        result = protocol.evaluate(learner, split, ctx, data_seed=cfg.data_seed)
+        record["timings"]["eval_s"] = time.perf_counter() - t_eval
+
+        record["metrics"] = {name: m.to_dict() for name, m in result.metrics.items()}
+        for name, frame in result.curves.items():
+            write_csv_atomic(run_dir / f"{name}.csv", frame)
+            record["curves"][name] = f"{name}.csv"
+        for name, arrays in result.artifacts.items():
+            digest = write_npz_atomic(run_dir / f"{name}.npz", arrays)
+            record["artifacts"][name] = {"file": f"{name}.npz", "sha256": digest}
+        record["status"] = "ok"
+    except Exception as exc:
+        record["status"] = "failed"
+        record["error"] = {"type": type(exc).__name__, "message": str(exc),
+                           "traceback": traceback.format_exc(limit=8)}
+        raise
+    finally:
+        record["timings"]["total_s"] = time.perf_counter() - t_start
+        record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        write_json_atomic(run_dir / RECORD_NAME, record)
+        print(summary_line(record))
+    return record
+
+
+def summary_line(record: dict) -> str:
+    head = f"[{record['status']}] {record['dataset']} / {record['method']} / {record['protocol']} / seed {record['seed']}"
+    if record["status"] != "ok":
+        return f"{head}: {record['error']['type']}: {record['error']['message']}"
+    shown = []
+    for name, m in record["metrics"].items():
+        ci = f" ± {m['ci95']:.3f}" if m["ci95"] is not None else ""
+        shown.append(f"{name}={m['mean']:.3f}{ci}")
+    return f"{head} ({record['timings']['total_s']:.1f}s): " + ", ".join(shown)
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    execute(cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The learner interface shared by every method.
+
+A learner is fitted once on the training split, then serves every protocol through three calls:
+
+- ``embed(x)``: inputs -> embeddings (n, d), the space its ``distance`` works in;
+- ``distance``: a pytorch-metric-learning distance used for retrieval, verification and k-NN;
+- ``adapt(support_emb, support_y)``: a new ``Scorer`` for one episode, built from *embedded* support
+  samples (labels 0..N-1). Working on embeddings lets a protocol embed each test sample once and reuse
+  it over hundreds of episodes; adaptation that must see raw inputs is out of scope for this interface.
+
+``adapt`` returns a fresh object and leaves the learner untouched, so there is no required call order.
+Learners never compute evaluation metrics: protocols do.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import torch
+from pytorch_metric_learning.distances import BaseDistance, LpDistance
+from torch import Tensor, nn
+
+from datasets.labeled import LabeledData
+
+
+@dataclass
+class RunContext:
+    """What a learner may know about the run: where to compute, which seed, whether to show progress."""
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    seed: int = 0
+    progress: bool = True
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + offset)
+
+
+@dataclass
+class FitReport:
+    """What training did: steps taken, the loss curve (sampled), and free-form notes for the record."""
+
+    iterations: int = 0
+    final_loss: float | None = None
+    loss_curve: list[tuple[int, float]] = field(default_factory=list)
+    notes: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"iterations": self.iterations, "final_loss": self.final_loss,
+                "loss_curve": [list(p) for p in self.loss_curve], "notes": self.notes}
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    def score(self, query_emb: Tensor) -> Tensor:
+        """(n_query, n_way) scores, higher = more likely."""
+
+
+@runtime_checkable
+class Learner(Protocol):
+    distance: BaseDistance
+
+    def check(self, train: LabeledData) -> None:
+        """Raise a clear error if training on ``train`` cannot work (cheap; called before any fit)."""
+
+    def fit(self, train: LabeledData, ctx: RunContext) -> FitReport: ...
+
+    def embed(self, x: Tensor) -> Tensor: ...
+
+    def adapt(self, support_emb: Tensor, support_y: Tensor) -> Scorer: ...
+
+
+def similarity(distance: BaseDistance, query: Tensor, reference: Tensor) -> Tensor:
+    """(n_query, n_ref) similarities, higher = closer, whatever the direction of ``distance``."""
+    mat = distance(query, reference)
+    return mat if distance.is_inverted else -mat
+
+
+def class_means(emb: Tensor, labels: Tensor, n_way: int | None = None) -> Tensor:
+    """(n_way, d) mean embedding of each label 0..n_way-1."""
+    n_way = int(labels.max()) + 1 if n_way is None else n_way
+    sums = torch.zeros(n_way, emb.shape[1], dtype=emb.dtype, device=emb.device).index_add_(0, labels, emb)
+    counts = torch.bincount(labels, minlength=n_way).clamp_min(1).to(emb.dtype)
+    return sums / counts[:, None]
+
+
+@dataclass(frozen=True)
+class PrototypeScorer:
+    """Scores queries by closeness to class prototypes (the mean support embedding of each class)."""
+
+    prototypes: Tensor
+    distance: BaseDistance
+
+    def score(self, query_emb: Tensor) -> Tensor:
+        return similarity(self.distance, query_emb, self.prototypes)
+
+
+def euclidean() -> LpDistance:
+    """Plain Euclidean distance, without the unit-norm projection pytorch-metric-learning applies by default."""
+    return LpDistance(normalize_embeddings=False)
+
+
+class EmbeddingLearner(nn.Module):
+    """Base for learners whose test-time behaviour is an embedding plus a distance.
+
+    Subclasses set ``self.encoder`` and ``self.distance`` and implement ``fit``; episodes are scored by
+    the nearest class prototype under the learner's own distance (1-NN when there is one shot).
+    """
+
+    encoder: nn.Module
+    distance: BaseDistance
+
+    def check(self, train: LabeledData) -> None:
+        return None
+
+    def embed(self, x: Tensor) -> Tensor:
+        return self.encoder(x)
+
+    def adapt(self, support_emb: Tensor, support_y: Tensor) -> Scorer:
+        return PrototypeScorer(class_means(support_emb, support_y), self.distance)
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        for b in self.buffers():
+            return b.device
+        return torch.device("cpu")
+
+
+@torch.no_grad()
+def embed_all(learner: Learner, x: Tensor, batch_size: int = 1024) -> Tensor:
+    """Embed ``x`` in batches on the learner's device, in eval mode; returns a CPU tensor."""
+    module = learner if isinstance(learner, nn.Module) else None
+    was_training = module.training if module is not None else False
+    if module is not None:
+        module.eval()
+    device = getattr(learner, "device", torch.device("cpu"))
+    try:
+        parts = [learner.embed(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
+    finally:
+        if module is not None:
+            module.train(was_training)
+    return torch.cat(parts) if parts else torch.empty(0)

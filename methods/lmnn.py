@@ -1,0 +1,121 @@
+"""Large-margin nearest neighbours (Weinberger & Saul 2009), in this project's own torch code.
+
+Learns a linear map L (M = LᵀL) by gradient descent on L directly (no PSD projection needed):
+
+    loss = (1/n) [ (1-μ) Σ_{i, j→i} d(i,j) + μ Σ_{i, j→i, l: y_l≠y_i} [margin + d(i,j) - d(i,l)]_+ ]
+
+with d(a,b) = ||L x_a - L x_b||², target neighbours j→i the k nearest same-class points under the
+Euclidean metric, fixed at the start. The sum is that of the paper; dividing by the number of points
+only rescales the step size. Works on raw (standardised) inputs, or on the features of a frozen backbone,
+on whatever device the run uses.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from datasets.labeled import LabeledData
+from methods.base import EmbeddingLearner, FitReport, RunContext, embed_all, euclidean
+from methods.training import optimise
+
+
+def squared_distances(a: Tensor, b: Tensor) -> Tensor:
+    """(len(a), len(b)) squared Euclidean distances, differentiable everywhere (no sqrt)."""
+    return ((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T).clamp_min(0)
+
+
+def target_neighbours(x: Tensor, y: Tensor, k: int) -> Tensor:
+    """(n, k) indices of each point's k nearest same-class points (Euclidean, the point itself excluded)."""
+    targets = torch.empty(len(y), k, dtype=torch.long, device=x.device)
+    for c in torch.unique(y):
+        members = torch.nonzero(y == c).flatten()
+        d = squared_distances(x[members], x[members])
+        d.fill_diagonal_(float("inf"))
+        targets[members] = members[d.topk(k, dim=1, largest=False).indices]
+    return targets
+
+
+def lmnn_loss(z: Tensor, y: Tensor, targets: Tensor, anchors: Tensor, mu: float, margin: float = 1.0) -> Tensor:
+    """The LMNN objective over ``anchors`` (summed over their target neighbours and impostors), divided by
+    the number of anchors. ``z`` holds the already-mapped points L x."""
+    za = z[anchors]
+    d_target = ((za[:, None, :] - z[targets[anchors]]) ** 2).sum(-1)  # (B, k)
+    d_all = squared_distances(za, z)  # (B, n)
+    differ = (y[anchors][:, None] != y[None, :]).to(z.dtype)  # (B, n): candidate impostors
+    hinge = torch.relu(margin + d_target[:, :, None] - d_all[:, None, :]) * differ[:, None, :]
+    return ((1 - mu) * d_target.sum() + mu * hinge.sum()) / len(anchors)
+
+
+class LMNN(EmbeddingLearner):
+    def __init__(self, optimizer: Callable, iterations: int, k: int = 3, mu: float = 0.5, margin: float = 1.0,
+                 out_features: int | None = None, anchors_per_step: int = 2048,
+                 features: nn.Module | None = None) -> None:
+        super().__init__()
+        self.optimizer = optimizer
+        self.iterations = iterations
+        self.k, self.mu, self.margin = k, mu, margin
+        self.out_features = out_features
+        self.anchors_per_step = anchors_per_step
+        self.features = features if features is not None else nn.Flatten()
+        for p in self.features.parameters():
+            p.requires_grad_(False)
+        self.L: nn.Parameter | None = None
+        self.distance = euclidean()
+
+    def check(self, train: LabeledData) -> None:
+        counts = train.counts()
+        small = [train.classes[c] for c in torch.nonzero((counts > 0) & (counts <= self.k)).flatten().tolist()]
+        if small:
+            raise ValueError(
+                f"LMNN with k={self.k} target neighbours needs more than {self.k} samples in every training class; "
+                f"classes {small[:5]} have fewer. Lower method.learner.k."
+            )
+
+    def _features(self, x: Tensor) -> Tensor:
+        self.features.eval()
+        return self.features(x).flatten(1)
+
+    def embed(self, x: Tensor) -> Tensor:
+        if self.L is None:
+            raise RuntimeError("LMNN.embed called before fit")
+        return self._features(x) @ self.L.T
+
+    def fit(self, train: LabeledData, ctx: RunContext) -> FitReport:
+        self.check(train)
+        self.to(ctx.device)
+        feats = embed_all(_Frozen(self), train.x).to(ctx.device)
+        y = train.y.to(ctx.device)
+        d = feats.shape[1]
+        out = self.out_features or d
+        self.L = nn.Parameter(torch.eye(out, d, device=ctx.device))
+        targets = target_neighbours(feats, y, self.k)
+        n = len(y)
+        gen = ctx.generator(offset=17)
+
+        def loss_at(step: int) -> Tensor:
+            if n <= self.anchors_per_step:
+                anchors = torch.arange(n, device=ctx.device)
+            else:
+                anchors = torch.randperm(n, generator=gen)[: self.anchors_per_step].to(ctx.device)
+            return lmnn_loss(feats @ self.L.T, y, targets, anchors, self.mu, self.margin)
+
+        report = optimise(loss_at, [self.L], self.optimizer, self.iterations, ctx, "lmnn")
+        report.notes.update(k=self.k, mu=self.mu, input_features=d, out_features=out)
+        return report
+
+
+class _Frozen(nn.Module):
+    """Adapter so ``embed_all`` runs only the frozen feature extractor of an LMNN learner."""
+
+    def __init__(self, lmnn: LMNN) -> None:
+        super().__init__()
+        self.lmnn = lmnn
+
+    @property
+    def device(self) -> torch.device:
+        return self.lmnn.device
+
+    def embed(self, x: Tensor) -> Tensor:
+        return self.lmnn._features(x)

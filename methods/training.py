@@ -1,0 +1,49 @@
+"""The one optimisation loop the learners share: progress bar, loss curve, and a stop on a NaN loss."""
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from methods.base import FitReport, RunContext
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the run stops and its record says failed."""
+
+
+def optimise(loss_at: Callable[[int], Tensor], parameters: Iterable[torch.nn.Parameter],
+             optimizer: Callable[..., torch.optim.Optimizer], iterations: int, ctx: RunContext,
+             name: str, curve_points: int = 100) -> FitReport:
+    """Run ``iterations`` optimiser steps on ``loss_at(step)``.
+
+    ``optimizer`` is a partial optimiser class (``_partial_: true`` in the yaml). A step whose loss has
+    no gradient (a miner that found no tuples) is counted but takes no update.
+    """
+    params = [p for p in parameters if p.requires_grad]
+    opt = optimizer(params)
+    every = max(1, iterations // curve_points)
+    report = FitReport()
+    bar = tqdm(range(iterations), desc=f"fit {name}", disable=not ctx.progress, leave=False, mininterval=1.0)
+    for step in bar:
+        loss = loss_at(step)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"{name}: the training loss became {value} at step {step} of {iterations}. "
+                "Lower the learning rate (method.learner.optimizer.lr=...) or check the inputs for NaNs; "
+                "the run was stopped and its record marked failed."
+            )
+        if loss.requires_grad:
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if step % every == 0 or step == iterations - 1:
+            report.loss_curve.append((step, value))
+            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+        report.final_loss = value
+    report.iterations = iterations
+    return report
