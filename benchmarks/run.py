@@ -9,6 +9,7 @@ write the record atomically. A failed run writes a record that says so, then rai
 """
 from __future__ import annotations
 
+import copy
 import sys
 import time
 import traceback
@@ -16,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import hydra
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -35,8 +37,19 @@ def _identity(cfg: DictConfig) -> dict:
     return {k: v for k, v in resolved.items() if k not in _NOT_HASHED}
 
 
+def build(node: DictConfig):
+    """``instantiate``, but a project error raised inside a constructor reaches the user as itself (with its
+    message naming the fix) rather than wrapped in Hydra's InstantiationException."""
+    try:
+        return instantiate(node)
+    except InstantiationException as exc:
+        if exc.__cause__ is not None and not isinstance(exc.__cause__, InstantiationException):
+            raise exc.__cause__ from None
+        raise
+
+
 def prepare_split(cfg: DictConfig, protocol) -> Split:
-    data = instantiate(cfg.dataset.source)
+    data = build(cfg.dataset.source)
     split = protocol.split(data, seed=cfg.data_seed)
     if cfg.dataset.standardize:
         scale = Standardizer.fit(split.train.x)
@@ -46,6 +59,7 @@ def prepare_split(cfg: DictConfig, protocol) -> Split:
 
 def execute(cfg: DictConfig) -> dict:
     """Run one configuration and return its record (also written to ``cfg.run_dir``)."""
+    cfg = copy.deepcopy(cfg)  # sizes known only at run time are filled in below; leave the caller's config alone
     run_dir = Path(cfg.run_dir)
     identity = _identity(cfg)
     run_id = config_hash(identity)
@@ -68,13 +82,13 @@ def execute(cfg: DictConfig) -> dict:
         device = pick_device(cfg.device)
         record["device"] = describe_device(device)
         seed_everything(cfg.seed)
-        protocol = instantiate(cfg.protocol.evaluator)
+        protocol = build(cfg.protocol.evaluator)
         split = prepare_split(cfg, protocol)
         record["split"] = split.describe() | {"test_index_sha": config_hash({"i": split.test_index.tolist()})}
         protocol.check(split)
         if "backbone" in cfg:
             cfg.backbone.input_shape = list(split.train.input_shape)
-        learner = instantiate(cfg.method.learner)
+        learner = build(cfg.method.learner)
         learner.check(split.train)
         ctx = RunContext(device=device, seed=cfg.seed, progress=cfg.progress)
 
@@ -95,7 +109,7 @@ def execute(cfg: DictConfig) -> dict:
             digest = write_npz_atomic(run_dir / f"{name}.npz", arrays)
             record["artifacts"][name] = {"file": f"{name}.npz", "sha256": digest}
         record["status"] = "ok"
-    except Exception as exc:
+    except BaseException as exc:  # an interrupted run (Ctrl-C) is recorded as failed too
         record["status"] = "failed"
         record["error"] = {"type": type(exc).__name__, "message": str(exc),
                            "traceback": traceback.format_exc(limit=8)}
@@ -103,6 +117,8 @@ def execute(cfg: DictConfig) -> dict:
     finally:
         record["timings"]["total_s"] = time.perf_counter() - t_start
         record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        if previous and previous.get("run_id") != run_id:  # keep, never silently drop, an older run's record
+            write_json_atomic(run_dir / "record.previous.json", previous)
         write_json_atomic(run_dir / RECORD_NAME, record)
         print(summary_line(record))
     return record

@@ -50,7 +50,7 @@ def lmnn_loss(z: Tensor, y: Tensor, targets: Tensor, anchors: Tensor, mu: float,
 
 class LMNN(EmbeddingLearner):
     def __init__(self, optimizer: Callable, iterations: int, k: int = 3, mu: float = 0.5, margin: float = 1.0,
-                 out_features: int | None = None, anchors_per_step: int = 2048,
+                 out_features: int | None = None, anchors_per_step: int = 2048, max_triples: int = 30_000_000,
                  features: nn.Module | None = None) -> None:
         super().__init__()
         self.optimizer = optimizer
@@ -58,6 +58,7 @@ class LMNN(EmbeddingLearner):
         self.k, self.mu, self.margin = k, mu, margin
         self.out_features = out_features
         self.anchors_per_step = anchors_per_step
+        self.max_triples = max_triples
         self.features = features if features is not None else nn.Flatten()
         for p in self.features.parameters():
             p.requires_grad_(False)
@@ -93,16 +94,18 @@ class LMNN(EmbeddingLearner):
         targets = target_neighbours(feats, y, self.k)
         n = len(y)
         gen = ctx.generator(offset=17)
+        # anchors x k x n hinge terms are held at once: keep them under max_triples
+        per_step = max(1, min(self.anchors_per_step, self.max_triples // (self.k * n)))
 
         def loss_at(step: int) -> Tensor:
-            if n <= self.anchors_per_step:
+            if n <= per_step:
                 anchors = torch.arange(n, device=ctx.device)
             else:
-                anchors = torch.randperm(n, generator=gen)[: self.anchors_per_step].to(ctx.device)
+                anchors = torch.randperm(n, generator=gen)[:per_step].to(ctx.device)
             return lmnn_loss(feats @ self.L.T, y, targets, anchors, self.mu, self.margin)
 
         report = optimise(loss_at, [self.L], self.optimizer, self.iterations, ctx, "lmnn")
-        report.notes.update(k=self.k, mu=self.mu, input_features=d, out_features=out)
+        report.notes.update(k=self.k, mu=self.mu, input_features=d, out_features=out, anchors_per_step=min(n, per_step))
         return report
 
 

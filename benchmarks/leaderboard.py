@@ -1,0 +1,103 @@
+"""Leaderboard tables built with pandas from result records only.
+
+Per (dataset, protocol, method, metric): the mean over training seeds with a 95% interval over seeds
+(Student t) when there are two or more seeds, else the run's own interval (over episodes or queries).
+The spread over seeds is the honest one to compare methods by: it is usually far wider than one run's.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.stats import mean_ci
+
+KEYS = ["dataset", "protocol", "method"]
+# Lower is better for these; every other metric is higher-is-better.
+LOWER_IS_BETTER = frozenset({"eer", "knn_error"})
+
+
+def records_frame(records: list[dict]) -> pd.DataFrame:
+    """One row per (record, metric), plus one row per failed record with metric = None."""
+    rows = []
+    for rec in records:
+        base = {"study": rec["study"], "dataset": rec["dataset"], "protocol": rec["protocol"],
+                "method": rec["method"], "reference_row": rec.get("reference_row", False), "seed": rec["seed"],
+                "budget": rec.get("budget"), "status": rec["status"], "run_dir": rec.get("_dir"),
+                "fit_s": rec.get("timings", {}).get("fit_s"), "eval_s": rec.get("timings", {}).get("eval_s")}
+        if rec["status"] != "ok":
+            rows.append(base | {"metric": None, "value": np.nan, "run_ci95": np.nan, "n": 0,
+                                "error": (rec.get("error") or {}).get("message")})
+            continue
+        for name, m in rec["metrics"].items():
+            rows.append(base | {"metric": name, "value": m["mean"],
+                                "run_ci95": np.nan if m["ci95"] is None else m["ci95"], "n": m["n"], "error": None})
+    return pd.DataFrame(rows)
+
+
+def aggregate(long: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard in long form: one row per (dataset, protocol, method, metric)."""
+    ok = long[long["status"] == "ok"]
+    out = []
+    for (dataset, protocol, method, metric), g in ok.groupby(KEYS + ["metric"], sort=False):
+        g = g.sort_values("seed")
+        stat = mean_ci(g["value"].to_numpy(), use_t=True)
+        if stat.n >= 2 and g["value"].nunique() > 1:
+            ci, ci_over = stat.ci95, "seeds"
+        else:  # one seed, or a method the training seed does not change (raw, full-batch LMNN)
+            run_ci = g["run_ci95"].iloc[0]
+            ci, ci_over = (None, "none") if np.isnan(run_ci) else (float(run_ci), "within run")
+        out.append({"dataset": dataset, "protocol": protocol, "method": method, "metric": metric,
+                    "reference_row": bool(g["reference_row"].iloc[0]), "mean": stat.mean, "ci95": ci,
+                    "ci_over": ci_over, "n_seeds": stat.n, "seeds": ",".join(str(s) for s in g["seed"]),
+                    "mean_run_ci95": float(np.nanmean(g["run_ci95"])) if g["run_ci95"].notna().any() else None,
+                    "lower_is_better": metric in LOWER_IS_BETTER,
+                    "fit_s": float(g["fit_s"].mean())})
+    table = pd.DataFrame(out)
+    if table.empty:
+        return table
+    # reference rows first, then learners, each in order of first appearance
+    table["_order"] = (~table["reference_row"]).astype(int)
+    return table.sort_values(["dataset", "protocol", "_order"], kind="stable").drop(columns="_order").reset_index(drop=True)
+
+
+def _cell(mean: float, ci: float | None) -> str:
+    return f"{mean:.3f}" if ci is None or np.isnan(ci) else f"{mean:.3f} ± {ci:.3f}"
+
+
+def wide(table: pd.DataFrame, dataset: str, protocol: str) -> pd.DataFrame:
+    """Methods as rows, metrics as columns, cells 'mean ± ci95'."""
+    part = table[(table["dataset"] == dataset) & (table["protocol"] == protocol)].copy()
+    part["cell"] = [_cell(m, c) for m, c in zip(part["mean"], part["ci95"])]
+    methods = list(dict.fromkeys(part["method"]))
+    metrics = list(dict.fromkeys(part["metric"]))
+    grid = part.pivot(index="method", columns="metric", values="cell").reindex(index=methods, columns=metrics)
+    seeds = part.groupby("method", sort=False)["n_seeds"].max().reindex(methods)
+    grid.insert(0, "seeds", seeds.astype(int))
+    labels = {m: (f"{m} (ref.)" if part[part["method"] == m]["reference_row"].iloc[0] else m) for m in methods}
+    grid.index = [labels[m] for m in methods]
+    grid.index.name = "method"
+    return grid.fillna("—")
+
+
+def markdown(table: pd.DataFrame) -> str:
+    parts = []
+    for dataset in dict.fromkeys(table["dataset"]):
+        for protocol in dict.fromkeys(table[table["dataset"] == dataset]["protocol"]):
+            part = table[(table["dataset"] == dataset) & (table["protocol"] == protocol)]
+            over = ", ".join(sorted(set(part["ci_over"])))
+            arrows = ", ".join(sorted(set(part[part["lower_is_better"]]["metric"])))
+            note = f"95% CI over: {over}" + (f"; lower is better: {arrows}" if arrows else "")
+            parts.append(f"### {dataset} · {protocol}\n\n{note}\n\n{wide(table, dataset, protocol).to_markdown()}\n")
+    return "\n".join(parts)
+
+
+def roc_frame(records: list[dict]) -> pd.DataFrame:
+    """All stored ROC points, one row per (record, point)."""
+    frames = []
+    for rec in records:
+        if rec["status"] == "ok" and "roc" in rec.get("curves", {}):
+            curve = pd.read_csv(Path(rec["_dir"]) / rec["curves"]["roc"])
+            frames.append(curve.assign(dataset=rec["dataset"], method=rec["method"], seed=rec["seed"]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["fpr", "tpr", "dataset", "method", "seed"])

@@ -1,0 +1,73 @@
+"""The regression check: compare a study's fresh leaderboard with the reference numbers committed under
+results/reference/, metric by metric, with a tolerance per metric from conf/regress.yaml.
+
+    python -m benchmarks.regress smoke_digits            # exit 1 if any metric dropped or is missing
+    python -m benchmarks.regress smoke_digits --update   # write the reference from the current leaderboard
+
+The reference file is only ever written by --update from a leaderboard the project computed.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from benchmarks.records import write_csv_atomic
+
+KEYS = ["dataset", "protocol", "method", "metric"]
+CONFIG = Path(__file__).resolve().parent.parent / "conf" / "regress.yaml"
+
+
+def compare(fresh: pd.DataFrame, reference: pd.DataFrame, settings: dict) -> pd.DataFrame:
+    """Every reference metric with its fresh value, the change (positive = better) and a verdict."""
+    lower = set(settings.get("lower_is_better", []))
+    tol = settings.get("tolerance", {}) or {}
+    merged = reference[KEYS + ["mean"]].merge(fresh[KEYS + ["mean"]], on=KEYS, how="left",
+                                              suffixes=("_reference", "_fresh"))
+    sign = merged["metric"].map(lambda m: -1.0 if m in lower else 1.0)
+    merged["change"] = sign * (merged["mean_fresh"] - merged["mean_reference"])
+    merged["tolerance"] = merged["metric"].map(lambda m: float(tol.get(m, settings["default_tolerance"])))
+    merged["verdict"] = "ok"
+    merged.loc[merged["change"] < -merged["tolerance"], "verdict"] = "DROPPED"
+    merged.loc[merged["mean_fresh"].isna(), "verdict"] = "MISSING"
+    return merged
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("study")
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--reference", type=Path, default=None,
+                        help="reference CSV (default: <results>/reference/<study>.csv)")
+    parser.add_argument("--update", action="store_true", help="write the reference from the current leaderboard")
+    parser.add_argument("--config", type=Path, default=CONFIG)
+    args = parser.parse_args(argv)
+    table_path = args.results / args.study / "leaderboard.csv"
+    ref_path = args.reference or args.results / "reference" / f"{args.study}.csv"
+    if not table_path.is_file():
+        print(f"No leaderboard at {table_path}; run `python -m benchmarks.report {args.study}` first.", file=sys.stderr)
+        return 2
+    fresh = pd.read_csv(table_path)
+    if args.update:
+        write_csv_atomic(ref_path, fresh[KEYS + ["mean", "ci95", "n_seeds"]])
+        print(f"Wrote {len(fresh)} reference numbers to {ref_path}")
+        return 0
+    if not ref_path.is_file():
+        print(f"No reference at {ref_path}; create it with --update from a trusted run.", file=sys.stderr)
+        return 2
+    settings = OmegaConf.to_container(OmegaConf.load(args.config))
+    result = compare(fresh, pd.read_csv(ref_path), settings)
+    bad = result[result["verdict"] != "ok"]
+    print(f"Regression check of {table_path} against {ref_path}: {len(result)} metrics, "
+          f"{int((result['verdict'] == 'DROPPED').sum())} dropped, {int((result['verdict'] == 'MISSING').sum())} missing.")
+    if len(bad):
+        print(bad.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Build the leaderboard and figures of a study from its records.
+
+    python -m benchmarks.report smoke_digits        # reads results/runs/smoke_digits/**/record.json
+
+Writes results/<study>/leaderboard.csv (long form), leaderboard.md, roc.csv, failed.csv and figures/*.png,
+and prints the Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from benchmarks.figures import draw_all
+from benchmarks.leaderboard import aggregate, markdown, records_frame, roc_frame
+from benchmarks.records import _atomic_write, load_records, write_csv_atomic
+
+
+def build(study: str, results_dir: Path) -> int:
+    runs = results_dir / "runs" / study
+    records = load_records(runs)
+    if not records:
+        print(f"No records under {runs}. Run a sweep first, e.g.\n"
+              f"  python -m benchmarks.run -m experiment={study}", file=sys.stderr)
+        return 2
+    long = records_frame(records)
+    table = aggregate(long)
+    roc = roc_frame(records)
+    out = results_dir / study
+    write_csv_atomic(out / "leaderboard.csv", table)
+    text = markdown(table) if not table.empty else "(no successful runs)\n"
+    _atomic_write(out / "leaderboard.md", lambda fh: fh.write(text.encode()))
+    write_csv_atomic(out / "roc.csv", roc)
+    failed = long[long["status"] != "ok"][["dataset", "protocol", "method", "seed", "error", "run_dir"]]
+    write_csv_atomic(out / "failed.csv", failed)
+    figures = draw_all(table, roc, out / "figures") if not table.empty else []
+    print(text)
+    n_ok = int((long.drop_duplicates("run_dir")["status"] == "ok").sum())
+    print(f"{len(records)} records ({n_ok} ok, {len(records) - n_ok} failed) -> {out}/leaderboard.md, "
+          f"leaderboard.csv, roc.csv; {len(figures)} figures in {out}/figures/")
+    if len(failed):
+        print("Failed runs:\n" + failed.to_string(index=False), file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("study", help="the study name (a folder under results/runs/)")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="the results folder")
+    args = parser.parse_args(argv)
+    return build(args.study, args.results)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Bad input: a clear error that names the problem and the fix, raised before any training; records stay whole."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.errors import MissingConfigException
+
+from benchmarks.run import execute
+from datasets.episodes import EpisodeError
+from datasets.fashion_mnist import DatasetNotFoundError
+from methods.training import NonFiniteLossError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("override,needle", [("dataset=imagenet", "dataset/imagenet"),
+                                             ("method=svm", "method/svm")])
+def test_unknown_names_list_the_options(compose_cfg, override, needle):
+    with pytest.raises(MissingConfigException) as info:
+        compose_cfg(override)
+    assert needle in str(info.value) and "Available options" in str(info.value)
+
+
+def test_unknown_method_on_the_command_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "benchmarks.run", "method=svm", f"results_dir={tmp_path}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "Could not find 'method/svm'" in done.stderr and "protonet" in done.stderr
+
+
+def _failed(cfg, exc_type, match):
+    with pytest.raises(exc_type, match=match):
+        execute(cfg)
+    record = json.loads((Path(cfg.run_dir) / "record.json").read_text())
+    assert record["status"] == "failed" and record["error"]["type"] == exc_type.__name__
+    return record
+
+
+@pytest.mark.parametrize("override,match", [
+    ("protocol.evaluator.n_way=9", "9-way episodes need 9 classes but the split has 5"),
+    ("protocol.evaluator.shots=[500]", "Lower k_shot or n_query"),
+])
+def test_impossible_episodes_fail_before_training(compose_cfg, override, match):
+    record = _failed(compose_cfg("method=protonet", override), EpisodeError, match)
+    assert "fit_s" not in record["timings"]  # nothing was trained
+
+
+def test_impossible_training_episodes_fail_before_training(compose_cfg):
+    record = _failed(compose_cfg("method=protonet", "method.learner.n_way=8"), EpisodeError, "8-way")
+    assert "fit_s" not in record["timings"]
+
+
+def test_missing_data_directory(compose_cfg, tmp_path):
+    cfg = compose_cfg("dataset=fashion_mnist", f"dataset.source.root={tmp_path / 'nowhere'}", "backbone=conv4")
+    record = _failed(cfg, DatasetNotFoundError, "does not hold the four IDX files")
+    assert "fit_s" not in record["timings"]
+
+
+def test_nan_loss_stops_the_run_and_the_record_says_failed(compose_cfg):
+    cfg = compose_cfg("method=protonet", "dataset.source._target_=helpers.nan_digits")
+    record = _failed(cfg, NonFiniteLossError, "loss became nan at step 0")
+    assert "lower the learning rate" in record["error"]["message"].lower()
+    assert record["metrics"] == {}
+
+
+def test_failed_rerun_keeps_the_earlier_record(compose_cfg):
+    ok = execute(compose_cfg("method=raw", "budget.episodes=10"))
+    with pytest.raises(EpisodeError):
+        execute(compose_cfg("method=raw", "budget.episodes=10", "protocol.evaluator.n_way=9"))
+    run_dir = Path(compose_cfg("method=raw").run_dir)
+    previous = json.loads((run_dir / "record.previous.json").read_text())
+    assert previous["status"] == "ok" and previous["metrics"] == ok["metrics"]
+    assert not list(run_dir.glob("*.tmp"))
+
+
+def test_conv4_on_vector_data_says_which_backbone(compose_cfg):
+    _failed(compose_cfg("method=protonet", "backbone=conv4"), ValueError, "use backbone=mlp")

@@ -1,0 +1,83 @@
+"""A smoke run through the runner: records, reproducibility, report, figures, and a Hydra multirun."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmarks.records import load_records
+from benchmarks.report import build
+from benchmarks.run import execute
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = ["budget.iterations=20", "budget.episodes=30", "study=e2e"]
+
+
+@pytest.mark.parametrize("protocol", ["fewshot", "retrieval", "verification", "knn"])
+def test_one_run_per_protocol(compose_cfg, protocol):
+    cfg = compose_cfg("method=protonet", f"protocol={protocol}", *SMALL)
+    record = execute(cfg)
+    assert record["status"] == "ok"
+    on_disk = json.loads((Path(cfg.run_dir) / "record.json").read_text())
+    assert on_disk["metrics"] == record["metrics"] and on_disk["schema_version"] == 1
+    for key in ("run_id", "config", "timings", "device", "versions", "git", "split"):
+        assert on_disk[key]
+    expected = {"fewshot": {"acc_5w1s", "acc_5w5s"},
+                "retrieval": {"p_at_1", "r_precision", "map_at_r", "recall_at_1", "recall_at_8", "nmi"},
+                "verification": {"auc", "eer", "tar_at_far_1e-2", "tar_at_far_1e-3"},
+                "knn": {"knn_error"}}[protocol]
+    assert expected <= set(record["metrics"])
+    for m in record["metrics"].values():
+        assert 0.0 <= m["mean"] <= 1.0
+    if protocol == "fewshot":
+        assert record["metrics"]["acc_5w1s"]["n"] == 30 and record["metrics"]["acc_5w1s"]["ci95"] > 0
+        assert set(record["artifacts"]) == {"episodes_acc_5w1s", "episodes_acc_5w5s"}
+        assert (Path(cfg.run_dir) / "episodes_acc_5w1s.npz").is_file()
+    if protocol == "verification":
+        roc = pd.read_csv(Path(cfg.run_dir) / record["curves"]["roc"])
+        assert roc["fpr"].iloc[0] == 0 and roc["tpr"].iloc[-1] == 1
+
+
+def test_same_seed_same_numbers_and_same_episodes_for_every_method(compose_cfg, tmp_path):
+    a = execute(compose_cfg("method=triplet", *SMALL))
+    b = execute(compose_cfg("method=triplet", "skip_existing=false", "study=again", *SMALL[:2]))
+    assert a["metrics"] == b["metrics"]
+    c = execute(compose_cfg("method=raw", *SMALL))
+    assert a["artifacts"]["episodes_acc_5w1s"]["sha256"] == c["artifacts"]["episodes_acc_5w1s"]["sha256"]
+    d = execute(compose_cfg("method=triplet", "seed=1", *SMALL))
+    assert d["metrics"] != a["metrics"]  # the training seed matters
+    assert d["artifacts"]["episodes_acc_5w1s"]["sha256"] == a["artifacts"]["episodes_acc_5w1s"]["sha256"]
+
+
+def test_rerun_skips_existing_record(compose_cfg, capsys):
+    cfg = compose_cfg("method=raw", *SMALL)
+    first = execute(cfg)
+    second = execute(cfg)
+    assert "already holds this run's record" in capsys.readouterr().out
+    assert second["started"] == first["started"]
+
+
+def test_report_and_figures(compose_cfg, tmp_path, capsys):
+    for method in ("raw", "untrained", "protonet"):
+        for protocol in ("fewshot", "verification", "retrieval", "knn"):
+            execute(compose_cfg(f"method={method}", f"protocol={protocol}", *SMALL))
+    results = tmp_path / "results"
+    assert build("e2e", results) == 0
+    table = pd.read_csv(results / "e2e" / "leaderboard.csv")
+    assert set(table["method"]) == {"raw", "untrained", "protonet"}
+    assert table.groupby("method").size().nunique() == 1  # every method has every metric
+    text = (results / "e2e" / "leaderboard.md").read_text()
+    assert "raw (ref.)" in text and "acc_5w1s" in text and "±" in text
+    figures = sorted(p.name for p in (results / "e2e" / "figures").glob("*.png"))
+    assert figures == ["digits_fewshot.png", "digits_knn.png", "digits_retrieval.png", "digits_roc.png"]
+
+
+def test_hydra_multirun_from_the_command_line(tmp_path):
+    cmd = [sys.executable, "-m", "benchmarks.run", "-m", "method=raw,untrained", "protocol=knn", "seed=0,1",
+           f"results_dir={tmp_path}", "progress=false", "study=multi", "budget.iterations=2"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = load_records(tmp_path / "runs" / "multi")
+    assert sorted((r["method"], r["seed"]) for r in records) == [("raw", 0), ("raw", 1), ("untrained", 0), ("untrained", 1)]
