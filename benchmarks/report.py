@@ -16,7 +16,21 @@ from benchmarks.leaderboard import aggregate, markdown, records_frame, roc_frame
 from benchmarks.records import _atomic_write, load_records, write_csv_atomic
 
 
-def build(study: str, results_dir: Path) -> int:
+def update_readme(readme: Path, study: str, text: str) -> bool:
+    """Replace the block between ``<!-- leaderboard:<study> -->`` and ``<!-- /leaderboard:<study> -->``."""
+    start, end = f"<!-- leaderboard:{study} -->", f"<!-- /leaderboard:{study} -->"
+    content = readme.read_text()
+    if start not in content or end not in content:
+        return False
+    head, rest = content.split(start, 1)
+    _, tail = rest.split(end, 1)
+    body = text.replace("### ", "#### ")
+    new = f"{head}{start}\n{body}\n{end}{tail}"
+    _atomic_write(readme, lambda fh: fh.write(new.encode()))
+    return True
+
+
+def build(study: str, results_dir: Path, readme: Path | None = None) -> int:
     runs = results_dir / "runs" / study
     records = load_records(runs)
     if not records:
@@ -38,6 +52,9 @@ def build(study: str, results_dir: Path) -> int:
     n_ok = int((long.drop_duplicates("run_dir")["status"] == "ok").sum())
     print(f"{len(records)} records ({n_ok} ok, {len(records) - n_ok} failed) -> {out}/leaderboard.md, "
           f"leaderboard.csv, roc.csv; {len(figures)} figures in {out}/figures/")
+    if readme is not None:
+        done = update_readme(readme, study, text)
+        print(f"README leaderboard for {study} {'updated' if done else 'not found (no markers)'} in {readme}")
     if len(failed):
         print("Failed runs:\n" + failed.to_string(index=False), file=sys.stderr)
     return 0
@@ -47,8 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", help="the study name (a folder under results/runs/)")
     parser.add_argument("--results", type=Path, default=Path("results"), help="the results folder")
+    parser.add_argument("--readme", type=Path, default=None,
+                        help="also rewrite this README's block between <!-- leaderboard:<study> --> markers")
     args = parser.parse_args(argv)
-    return build(args.study, args.results)
+    return build(args.study, args.results, args.readme)
 
 
 if __name__ == "__main__":
