@@ -11,6 +11,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
 def metric_bars(table: pd.DataFrame, protocol: str, metrics: list[str] | None, ylabel: str, out: Path) -> list[Path]:
     """Grouped bars: one group per method, one bar per metric, 95% CI error bars; a file per dataset."""
     written = []
@@ -34,11 +41,7 @@ def metric_bars(table: pd.DataFrame, protocol: str, metrics: list[str] | None, y
         ax.set_title(f"{dataset}: {protocol} (mean, 95% CI, {seeds} seed{'s' if seeds > 1 else ''})")
         ax.legend(fontsize=8, ncols=min(4, len(names)), loc="lower left", framealpha=0.9)
         ax.grid(axis="y", alpha=0.3)
-        fig.tight_layout()
-        path = out / f"{dataset}_{protocol}.png"
-        fig.savefig(path, dpi=130)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, out / f"{dataset}_{protocol}.png"))
     return written
 
 
@@ -61,11 +64,7 @@ def roc_curves(roc: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]:
         ax.set_title(f"{dataset}: verification ROC on held-out classes")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8, loc="lower right")
-        fig.tight_layout()
-        path = out / f"{dataset}_roc.png"
-        fig.savefig(path, dpi=130)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, out / f"{dataset}_roc.png"))
     return written
 
 

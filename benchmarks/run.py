@@ -89,6 +89,7 @@ def execute(cfg: DictConfig) -> dict:
         if "backbone" in cfg:
             cfg.backbone.input_shape = list(split.train.input_shape)
         learner = build(cfg.method.learner)
+        protocol.check_learner(learner)
         learner.check(split.train)
         ctx = RunContext(device=device, seed=cfg.seed, progress=cfg.progress)
 
@@ -96,10 +97,13 @@ def execute(cfg: DictConfig) -> dict:
         report = learner.fit(split.train, ctx)
         record["fit"] = report.to_dict()
         record["timings"]["fit_s"] = time.perf_counter() - t_fit
+        if report.iterations:
+            record["throughput"] = {"fit_steps_per_s": report.iterations / record["timings"]["fit_s"]}
 
         t_eval = time.perf_counter()
         result = protocol.evaluate(learner, split, ctx, data_seed=cfg.data_seed)
         record["timings"]["eval_s"] = time.perf_counter() - t_eval
+        record.setdefault("throughput", {})["eval_test_samples_per_s"] = len(split.test) / record["timings"]["eval_s"]
 
         record["metrics"] = {name: m.to_dict() for name, m in result.metrics.items()}
         for name, frame in result.curves.items():

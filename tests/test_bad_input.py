@@ -77,3 +77,25 @@ def test_failed_rerun_keeps_the_earlier_record(compose_cfg):
 
 def test_conv4_on_vector_data_says_which_backbone(compose_cfg):
     _failed(compose_cfg("method=protonet", "backbone=conv4"), ValueError, "use backbone=mlp")
+
+
+class _EmbedOnly:
+    """A learner that embeds but cannot adapt to an episode."""
+
+    def __init__(self):
+        from methods.base import euclidean
+        self.distance = euclidean()
+
+    def embed(self, x):
+        return x
+
+
+@pytest.mark.parametrize("protocol", ["fewshot"])
+def test_learner_without_adapt_is_refused_by_fewshot(compose_cfg, protocol):
+    from hydra.utils import instantiate
+
+    from benchmarks.protocols.base import UnsupportedProtocolError
+    evaluator = instantiate(compose_cfg(f"protocol={protocol}").protocol.evaluator)
+    with pytest.raises(UnsupportedProtocolError, match="cannot serve the fewshot protocol: it has no adapt"):
+        evaluator.check_learner(_EmbedOnly())
+    instantiate(compose_cfg("protocol=retrieval").protocol.evaluator).check_learner(_EmbedOnly())

@@ -28,8 +28,21 @@ class EvaluationProtocol(TypingProtocol):
     def check(self, split: Split) -> None:
         """Raise a clear error if this split cannot be evaluated (cheap; called before training)."""
 
+    def check_learner(self, learner: Learner) -> None:
+        """Raise ``UnsupportedProtocolError`` if the learner lacks what this protocol calls."""
+
     def evaluate(self, learner: Learner, split: Split, ctx: RunContext, data_seed: int) -> ProtocolResult: ...
 
 
 class UnsupportedProtocolError(TypeError):
     """A learner cannot serve a protocol."""
+
+
+def require(learner: object, protocol: str, *attributes: str) -> None:
+    """Raise ``UnsupportedProtocolError`` unless the learner offers every attribute the protocol uses."""
+    missing = [a for a in attributes if getattr(learner, a, None) is None]
+    if missing:
+        raise UnsupportedProtocolError(
+            f"{type(learner).__name__} cannot serve the {protocol} protocol: it has no {', '.join(missing)}. "
+            "Pick another protocol for this method, or give the learner what is missing."
+        )

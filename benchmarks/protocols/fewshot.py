@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from benchmarks.protocols.base import ProtocolResult
+from benchmarks.protocols.base import ProtocolResult, require
 from benchmarks.stats import mean_ci
 from datasets.episodes import check_episode_shape, sample_episodes
 from datasets.splits import ClassDisjointSplit, Split
@@ -30,6 +30,9 @@ class FewShotProtocol:
     n_episodes: int = 600
     split: Any = field(default_factory=ClassDisjointSplit)
     name: str = "fewshot"
+
+    def check_learner(self, learner: Learner) -> None:
+        require(learner, self.name, "embed", "adapt")
 
     def check(self, split: Split) -> None:
         for k in self.shots:

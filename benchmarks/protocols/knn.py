@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.protocols.base import ProtocolResult
+from benchmarks.protocols.base import ProtocolResult, require
 from benchmarks.stats import Metric
 from datasets.splits import Split, WithinClassSplit
 from methods.base import Learner, RunContext, embed_all, similarity
@@ -31,6 +31,9 @@ class KNNProtocol:
     k: int = 3
     split: Any = field(default_factory=WithinClassSplit)
     name: str = "knn"
+
+    def check_learner(self, learner: Learner) -> None:
+        require(learner, self.name, "embed", "distance")
 
     def check(self, split: Split) -> None:
         if len(split.train) < self.k:

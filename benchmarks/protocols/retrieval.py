@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks.protocols.base import ProtocolResult
+from benchmarks.protocols.base import ProtocolResult, require
 from benchmarks.protocols.sampling import cap_per_class
 from benchmarks.retrieval_metrics import nmi, per_query
 from benchmarks.stats import mean_ci, single
@@ -18,6 +18,9 @@ class RetrievalProtocol:
     recall_ks: tuple[int, ...] = (1, 2, 4, 8)
     split: Any = field(default_factory=ClassDisjointSplit)
     name: str = "retrieval"
+
+    def check_learner(self, learner: Learner) -> None:
+        require(learner, self.name, "embed", "distance")
 
     def check(self, split: Split) -> None:
         counts = split.test.counts()

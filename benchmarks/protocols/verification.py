@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from benchmarks.protocols.base import ProtocolResult
+from benchmarks.protocols.base import ProtocolResult, require
 from benchmarks.protocols.sampling import cap_per_class
 from benchmarks.roc import auc, eer, roc_points, tar_at_far, thin
 from benchmarks.stats import single
@@ -26,6 +26,9 @@ class VerificationProtocol:
     fars: tuple[float, ...] = (1e-2, 1e-3)
     split: Any = field(default_factory=ClassDisjointSplit)
     name: str = "verification"
+
+    def check_learner(self, learner: Learner) -> None:
+        require(learner, self.name, "embed", "distance")
 
     def check(self, split: Split) -> None:
         if int((split.test.counts() >= 2).sum()) < 1 or int((split.test.counts() > 0).sum()) < 2:
