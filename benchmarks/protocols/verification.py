@@ -30,7 +30,14 @@ class VerificationProtocol:
     def check_learner(self, learner: Learner) -> None:
         require(learner, self.name, "embed", "distance")
 
+    max_samples: int = 20000  # all pairs of n samples are scored at once: n x n similarities in memory
+
     def check(self, split: Split) -> None:
+        counts = split.test.counts()
+        n = int(counts.clamp(max=self.max_per_class).sum()) if self.max_per_class else len(split.test)
+        if n > self.max_samples:
+            raise ValueError(f"verification would score all pairs of {n} test samples ({n * n:.1e} similarities); "
+                             f"set protocol.evaluator.max_per_class so that at most {self.max_samples} remain")
         if int((split.test.counts() >= 2).sum()) < 1 or int((split.test.counts() > 0).sum()) < 2:
             raise ValueError("verification needs two test classes and a class with two samples")
 
