@@ -1,6 +1,14 @@
-"""Paper-style figures drawn from leaderboard tables only (never from records)."""
+"""Paper-style figures drawn from leaderboard tables only (never from records).
+
+- few-shot accuracy: grouped bars (one group per method, one bar per shot), 95% CI error bars, chance level;
+- every other protocol: small multiples, one panel per metric with its own axis, a dot per method with its
+  95% CI (so a 0.97-vs-0.99 difference in P@1 is not flattened by NMI on the same axis);
+- verification: ROC curves per method on a log false-accept axis.
+Reference rows are marked "(ref.)"; a hollow marker or dashed line means a reference row.
+"""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -10,6 +18,25 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+# Which metrics each protocol's panels show, in order; a protocol not listed gets all its metrics.
+PANELS = {
+    "retrieval": ["p_at_1", "map_at_r", "r_precision", "recall_at_4", "nmi"],
+    "verification": ["auc", "eer", "tar_at_far_1e-2", "tar_at_far_1e-3"],
+}
+PRETTY = {"p_at_1": "P@1", "map_at_r": "MAP@R", "r_precision": "R-precision", "nmi": "NMI", "auc": "AUC",
+          "eer": "EER (lower is better)", "knn_error": "k-NN error (lower is better)",
+          "tar_at_far_1e-2": "TAR @ FAR 1e-2", "tar_at_far_1e-3": "TAR @ FAR 1e-3"}
+
+
+def pretty(metric: str) -> str:
+    if metric in PRETTY:
+        return PRETTY[metric]
+    if m := re.fullmatch(r"acc_(\d+)w(\d+)s", metric):
+        return f"{m[1]}-way {m[2]}-shot"
+    if m := re.fullmatch(r"recall_at_(\d+)", metric):
+        return f"Recall@{m[1]}"
+    return metric
+
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
@@ -18,60 +45,104 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def metric_bars(table: pd.DataFrame, protocol: str, metrics: list[str] | None, ylabel: str, out: Path) -> list[Path]:
-    """Grouped bars: one group per method, one bar per metric, 95% CI error bars; a file per dataset."""
+def _ci_note(part: pd.DataFrame) -> str:
+    seeds = int(part["n_seeds"].max())
+    note = f"mean of {seeds} training seed{'s' if seeds > 1 else ''}, 95% CI over seeds"
+    if (part["ci_over"] == "within run").any():
+        note += "; † rows: seed-independent, CI over episodes/queries"
+    return note
+
+
+def _labels(part: pd.DataFrame, methods: list[str]) -> list[str]:
+    refs = set(part[part["reference_row"]]["method"])
+    within = set(part[part["ci_over"] == "within run"]["method"])
+    return [f"{m}{' †' if m in within else ''}{chr(10) + '(ref.)' if m in refs else ''}" for m in methods]
+
+
+def fewshot_bars(table: pd.DataFrame, out: Path) -> list[Path]:
     written = []
-    for dataset, part in table[table["protocol"] == protocol].groupby("dataset", sort=False):
-        names = metrics or list(dict.fromkeys(part["metric"]))
-        part = part[part["metric"].isin(names)]
-        if part.empty:
-            continue
+    for dataset, part in table[table["protocol"] == "fewshot"].groupby("dataset", sort=False):
+        names = sorted(set(part["metric"]), key=lambda m: [int(v) for v in re.findall(r"\d+", m)])
         methods = list(dict.fromkeys(part["method"]))
         width = 0.8 / len(names)
-        fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(methods) * max(1, len(names) / 2), 3.6))
+        fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(methods), 4.0))
         for i, metric in enumerate(names):
             rows = part[part["metric"] == metric].set_index("method").reindex(methods)
-            err = rows["ci95"].astype(float).fillna(0).to_numpy()
             x = np.arange(len(methods)) + (i - (len(names) - 1) / 2) * width
-            ax.bar(x, rows["mean"], width, yerr=err, capsize=3, label=metric)
-        refs = set(part[part["reference_row"]]["method"])
-        ax.set_xticks(np.arange(len(methods)), [f"{m}\n(ref.)" if m in refs else m for m in methods])
-        ax.set_ylabel(ylabel)
-        seeds = int(part["n_seeds"].max())
-        ax.set_title(f"{dataset}: {protocol} (mean, 95% CI, {seeds} seed{'s' if seeds > 1 else ''})")
-        ax.legend(fontsize=8, ncols=min(4, len(names)), loc="lower left", framealpha=0.9)
+            ax.bar(x, rows["mean"], width, yerr=rows["ci95"].astype(float).fillna(0), capsize=3, label=pretty(metric))
+        ways = {int(re.findall(r"\d+", m)[0]) for m in names}
+        for n in ways:
+            ax.axhline(1 / n, color="grey", ls=":", lw=1)
+            ax.text(-0.45, 1 / n, f"chance ({n}-way)", va="bottom", ha="left", fontsize=7, color="grey")
+        ax.set_xticks(np.arange(len(methods)), _labels(part, methods))
+        ax.set_ylabel("accuracy on held-out classes")
+        ax.set_ylim(0, 1.0)
+        ax.set_title(f"{dataset}: few-shot accuracy\n{_ci_note(part)}", fontsize=9)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         ax.grid(axis="y", alpha=0.3)
+        written.append(_save(fig, out / f"{dataset}_fewshot.png"))
+    return written
+
+
+def metric_panels(table: pd.DataFrame, protocol: str, out: Path) -> list[Path]:
+    written = []
+    for dataset, part in table[table["protocol"] == protocol].groupby("dataset", sort=False):
+        names = [m for m in PANELS.get(protocol, list(dict.fromkeys(part["metric"]))) if m in set(part["metric"])]
+        methods = list(dict.fromkeys(part["method"]))
+        refs = set(part[part["reference_row"]]["method"])
+        fig, axes = plt.subplots(1, len(names), figsize=(0.6 + 2.3 * len(names), 0.9 + 0.38 * len(methods)),
+                                 squeeze=False, sharey=True)
+        y = np.arange(len(methods))[::-1]
+        for ax, metric in zip(axes[0], names):
+            rows = part[part["metric"] == metric].set_index("method").reindex(methods)
+            for yi, m in zip(y, methods):
+                r = rows.loc[m]
+                ci = 0.0 if pd.isna(r["ci95"]) else float(r["ci95"])
+                ax.errorbar(r["mean"], yi, xerr=ci, fmt="o", mfc="white" if m in refs else "C0", color="C0", capsize=3)
+            ax.set_title(pretty(metric), fontsize=9)
+            ax.grid(axis="x", alpha=0.3)
+            ax.tick_params(axis="x", labelsize=8)
+        axes[0][0].set_yticks(y, [lab.replace("\n", " ") for lab in _labels(part, methods)])
+        fig.suptitle(f"{dataset}: {protocol} on {'held-out classes' if protocol != 'knn' else 'held-out samples'} "
+                     f"({_ci_note(part)})", fontsize=9)
         written.append(_save(fig, out / f"{dataset}_{protocol}.png"))
     return written
 
 
 def roc_curves(roc: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]:
-    """ROC curves per method on a log false-accept axis (every seed drawn, one colour per method)."""
+    """One ROC per method (its lowest seed), log false-accept axis; legend gives AUC over all seeds."""
     written = []
+    styles = ["-", "--", "-.", ":"]
     for dataset, part in roc.groupby("dataset", sort=False):
-        fig, ax = plt.subplots(figsize=(5.2, 4.2))
-        for colour, (method, curves) in zip(plt.cm.tab10.colors, part.groupby("method", sort=False)):
-            auc = table[(table["dataset"] == dataset) & (table["method"] == method) & (table["metric"] == "auc")]
-            label = f"{method} (AUC {auc['mean'].iloc[0]:.3f})" if len(auc) else method
-            for j, (_, c) in enumerate(curves.groupby("seed")):
-                ax.plot(c["fpr"].clip(lower=1e-5), c["tpr"], color=colour, lw=1.2, alpha=0.8,
-                        label=label if j == 0 else None)
+        fig, ax = plt.subplots(figsize=(6.2, 4.4))
+        stats = table[(table["dataset"] == dataset) & (table["metric"] == "auc")].set_index("method")
+        order = [m for m in stats.index if m in set(part["method"])]
+        for i, method in enumerate(order):
+            curves = part[part["method"] == method]
+            first = curves[curves["seed"] == curves["seed"].min()]
+            s = stats.loc[method]
+            ci = "" if pd.isna(s["ci95"]) else f" ± {s['ci95']:.3f}"
+            ref = " (ref.)" if s["reference_row"] else ""
+            ax.plot(first["fpr"].clip(lower=1e-5), first["tpr"], color=plt.cm.tab10.colors[i % 10],
+                    ls="--" if s["reference_row"] else styles[i % len(styles)], lw=1.6,
+                    label=f"{method}{ref}: AUC {s['mean']:.3f}{ci}")
         ax.set_xscale("log")
         ax.set_xlim(1e-4, 1)
         ax.set_ylim(0, 1.01)
         ax.set_xlabel("false accept rate (different-class pairs accepted)")
         ax.set_ylabel("true accept rate")
-        ax.set_title(f"{dataset}: verification ROC on held-out classes")
+        ax.set_title(f"{dataset}: verification on held-out classes\n(curve of the first seed; AUC mean over seeds, 95% CI)",
+                     fontsize=9)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left")
         written.append(_save(fig, out / f"{dataset}_roc.png"))
     return written
 
 
 def draw_all(table: pd.DataFrame, roc: pd.DataFrame, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    fewshot = sorted(m for m in set(table["metric"]) if m.startswith("acc_"))
-    return (metric_bars(table, "fewshot", fewshot, "accuracy", out)
-            + metric_bars(table, "retrieval", ["p_at_1", "r_precision", "map_at_r", "nmi"], "score", out)
-            + metric_bars(table, "knn", ["knn_error"], "k-NN error (lower is better)", out)
-            + roc_curves(roc, table, out))
+    written = fewshot_bars(table, out)
+    for protocol in dict.fromkeys(table["protocol"]):
+        if protocol != "fewshot":
+            written += metric_panels(table, protocol, out)
+    return written + roc_curves(roc, table, out)

@@ -62,14 +62,16 @@ def aggregate(long: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["dataset", "protocol", "_order"], kind="stable").drop(columns="_order").reset_index(drop=True)
 
 
-def _cell(mean: float, ci: float | None) -> str:
-    return f"{mean:.3f}" if ci is None or np.isnan(ci) else f"{mean:.3f} ± {ci:.3f}"
+def _cell(mean: float, ci: float | None, ci_over: str) -> str:
+    if ci is None or np.isnan(ci):
+        return f"{mean:.3f}"
+    return f"{mean:.3f} ± {ci:.3f}{' †' if ci_over == 'within run' else ''}"
 
 
 def wide(table: pd.DataFrame, dataset: str, protocol: str) -> pd.DataFrame:
     """Methods as rows, metrics as columns, cells 'mean ± ci95'."""
     part = table[(table["dataset"] == dataset) & (table["protocol"] == protocol)].copy()
-    part["cell"] = [_cell(m, c) for m, c in zip(part["mean"], part["ci95"])]
+    part["cell"] = [_cell(m, c, o) for m, c, o in zip(part["mean"], part["ci95"], part["ci_over"])]
     methods = list(dict.fromkeys(part["method"]))
     metrics = list(dict.fromkeys(part["metric"]))
     grid = part.pivot(index="method", columns="metric", values="cell").reindex(index=methods, columns=metrics)
@@ -86,9 +88,14 @@ def markdown(table: pd.DataFrame) -> str:
     for dataset in dict.fromkeys(table["dataset"]):
         for protocol in dict.fromkeys(table[table["dataset"] == dataset]["protocol"]):
             part = table[(table["dataset"] == dataset) & (table["protocol"] == protocol)]
-            over = ", ".join(sorted(set(part["ci_over"])))
+            note = "mean over training seeds ± 95% CI over seeds (Student t)"
+            if (part["ci_over"] == "within run").any():
+                note += ("; † the training seed does not change this row, so its interval is the run's own "
+                         "(over episodes, queries or test samples)")
+            if (part["ci_over"] == "none").any():
+                note += "; no interval: a single number per run and a single distinct value over seeds"
             arrows = ", ".join(sorted(set(part[part["lower_is_better"]]["metric"])))
-            note = f"95% CI over: {over}" + (f"; lower is better: {arrows}" if arrows else "")
+            note += f"; lower is better: {arrows}" if arrows else ""
             parts.append(f"### {dataset} · {protocol}\n\n{note}\n\n{wide(table, dataset, protocol).to_markdown()}\n")
     return "\n".join(parts)
 

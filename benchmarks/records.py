@@ -20,7 +20,7 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -36,17 +36,17 @@ def _atomic_write(path: Path, write) -> None:
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     data = json.dumps(obj, indent=2, sort_keys=False, default=_jsonable).encode()
-    _atomic_write(Path(path), lambda fh: fh.write(data))
+    atomic_write(Path(path), lambda fh: fh.write(data))
 
 
 def write_csv_atomic(path: Path, frame: pd.DataFrame) -> None:
     data = frame.to_csv(index=False).encode()
-    _atomic_write(Path(path), lambda fh: fh.write(data))
+    atomic_write(Path(path), lambda fh: fh.write(data))
 
 
 def write_npz_atomic(path: Path, arrays: dict[str, Any]) -> str:
     """Save arrays (scalars allowed) and return the sha256 of the file's content."""
-    _atomic_write(Path(path), lambda fh: np.savez_compressed(fh, **{k: np.asarray(v) for k, v in arrays.items()}))
+    atomic_write(Path(path), lambda fh: np.savez_compressed(fh, **{k: np.asarray(v) for k, v in arrays.items()}))
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
@@ -69,13 +69,36 @@ def read_record(path: Path) -> dict | None:
         return None
 
 
-def load_records(root: Path) -> list[dict]:
-    """Every readable record under ``root``, each with its folder under the key ``_dir``."""
-    records = []
-    for path in sorted(Path(root).rglob(RECORD_NAME)):
+FAILED_NAME = "record.failed.json"    # a failed attempt beside an ok record it must not replace
+PREVIOUS_NAME = "record.previous.json"  # the ok record of an earlier config, replaced by a newer ok run
+
+
+def load_records(root: Path, name: str = RECORD_NAME) -> tuple[list[dict], list[Path]]:
+    """Every readable record called ``name`` under ``root`` (each with its folder under ``_dir``), and the
+    paths of those that could not be read (corrupt JSON, another schema version)."""
+    records, unreadable = [], []
+    for path in sorted(Path(root).rglob(name)):
         rec = read_record(path)
         if rec is None or rec.get("schema_version") != SCHEMA_VERSION:
+            unreadable.append(path)
             continue
         rec["_dir"] = str(path.parent)
         records.append(rec)
-    return records
+    return records, unreadable
+
+
+def store_record(run_dir: Path, record: dict, previous: dict | None) -> Path:
+    """Write a finished record without ever losing an ok one:
+    - an ok run replaces record.json; an ok record of another config is kept as record.previous.json;
+    - a failed run beside an ok record.json goes to record.failed.json and leaves record.json alone."""
+    previous_ok = previous is not None and previous.get("status") == "ok"
+    if record["status"] != "ok" and previous_ok:
+        path = run_dir / FAILED_NAME
+    else:
+        if previous_ok and previous.get("run_id") != record["run_id"]:
+            write_json_atomic(run_dir / PREVIOUS_NAME, {k: v for k, v in previous.items() if k != "_dir"})
+        path = run_dir / RECORD_NAME
+    write_json_atomic(path, record)
+    if record["status"] == "ok":
+        (run_dir / FAILED_NAME).unlink(missing_ok=True)
+    return path

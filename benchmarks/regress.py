@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
+from benchmarks.leaderboard import LOWER_IS_BETTER
 from benchmarks.records import write_csv_atomic
 
 KEYS = ["dataset", "protocol", "method", "metric"]
@@ -23,15 +24,16 @@ CONFIG = Path(__file__).resolve().parent.parent / "conf" / "regress.yaml"
 
 def compare(fresh: pd.DataFrame, reference: pd.DataFrame, settings: dict) -> pd.DataFrame:
     """Every reference metric with its fresh value, the change (positive = better) and a verdict."""
-    lower = set(settings.get("lower_is_better", []))
     tol = settings.get("tolerance", {}) or {}
-    merged = reference[KEYS + ["mean"]].merge(fresh[KEYS + ["mean"]], on=KEYS, how="left",
-                                              suffixes=("_reference", "_fresh"))
+    merged = reference[KEYS + ["mean", "n_seeds"]].merge(fresh[KEYS + ["mean", "n_seeds"]], on=KEYS, how="left",
+                                                         suffixes=("_reference", "_fresh"))
+    lower = LOWER_IS_BETTER
     sign = merged["metric"].map(lambda m: -1.0 if m in lower else 1.0)
     merged["change"] = sign * (merged["mean_fresh"] - merged["mean_reference"])
     merged["tolerance"] = merged["metric"].map(lambda m: float(tol.get(m, settings["default_tolerance"])))
     merged["verdict"] = "ok"
     merged.loc[merged["change"] < -merged["tolerance"], "verdict"] = "DROPPED"
+    merged.loc[merged["n_seeds_fresh"] < merged["n_seeds_reference"], "verdict"] = "FEWER SEEDS"
     merged.loc[merged["mean_fresh"].isna(), "verdict"] = "MISSING"
     return merged
 
@@ -61,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = OmegaConf.to_container(OmegaConf.load(args.config))
     result = compare(fresh, pd.read_csv(ref_path), settings)
     bad = result[result["verdict"] != "ok"]
+    counts = result["verdict"].value_counts()
     print(f"Regression check of {table_path} against {ref_path}: {len(result)} metrics, "
-          f"{int((result['verdict'] == 'DROPPED').sum())} dropped, {int((result['verdict'] == 'MISSING').sum())} missing.")
+          f"{counts.get('DROPPED', 0)} dropped, {counts.get('MISSING', 0)} missing, "
+          f"{counts.get('FEWER SEEDS', 0)} with fewer seeds.")
     if len(bad):
         print(bad.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         return 1

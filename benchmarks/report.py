@@ -13,7 +13,9 @@ from pathlib import Path
 
 from benchmarks.figures import draw_all
 from benchmarks.leaderboard import aggregate, markdown, records_frame, roc_frame
-from benchmarks.records import _atomic_write, load_records, write_csv_atomic
+import pandas as pd
+
+from benchmarks.records import FAILED_NAME, atomic_write, load_records, write_csv_atomic
 
 
 def update_readme(readme: Path, study: str, text: str) -> bool:
@@ -26,13 +28,17 @@ def update_readme(readme: Path, study: str, text: str) -> bool:
     _, tail = rest.split(end, 1)
     body = text.replace("### ", "#### ")
     new = f"{head}{start}\n{body}\n{end}{tail}"
-    _atomic_write(readme, lambda fh: fh.write(new.encode()))
+    atomic_write(readme, lambda fh: fh.write(new.encode()))
     return True
 
 
 def build(study: str, results_dir: Path, readme: Path | None = None) -> int:
     runs = results_dir / "runs" / study
-    records = load_records(runs)
+    records, unreadable = load_records(runs)
+    attempts, _ = load_records(runs, FAILED_NAME)
+    for path in unreadable:
+        print(f"WARNING: cannot read {path} (corrupt or another schema version); that run is left out. "
+              "Re-run it (delete the file first) to bring it back.", file=sys.stderr)
     if not records:
         print(f"No records under {runs}. Run a sweep first, e.g.\n"
               f"  python -m benchmarks.run -m experiment={study}", file=sys.stderr)
@@ -43,14 +49,21 @@ def build(study: str, results_dir: Path, readme: Path | None = None) -> int:
     out = results_dir / study
     write_csv_atomic(out / "leaderboard.csv", table)
     text = markdown(table) if not table.empty else "(no successful runs)\n"
-    _atomic_write(out / "leaderboard.md", lambda fh: fh.write(text.encode()))
+    atomic_write(out / "leaderboard.md", lambda fh: fh.write(text.encode()))
     write_csv_atomic(out / "roc.csv", roc)
     failed = long[long["status"] != "ok"][["dataset", "protocol", "method", "seed", "error", "run_dir"]]
+    if attempts:  # failed re-runs beside an ok record: listed, never counted in the table
+        failed = pd.concat([failed, records_frame(attempts)[failed.columns].assign(
+            error=lambda f: "(ok record kept) " + f["error"].astype(str))], ignore_index=True)
+    if unreadable:
+        failed = pd.concat([failed, pd.DataFrame({"error": ["unreadable record"] * len(unreadable),
+                                                  "run_dir": [str(p.parent) for p in unreadable]})], ignore_index=True)
     write_csv_atomic(out / "failed.csv", failed)
     figures = draw_all(table, roc, out / "figures") if not table.empty else []
     print(text)
     n_ok = int((long.drop_duplicates("run_dir")["status"] == "ok").sum())
-    print(f"{len(records)} records ({n_ok} ok, {len(records) - n_ok} failed) -> {out}/leaderboard.md, "
+    print(f"{len(records)} records ({n_ok} ok, {len(records) - n_ok} failed, {len(attempts)} failed re-runs beside ok "
+          f"records, {len(unreadable)} unreadable) -> {out}/leaderboard.md, "
           f"leaderboard.csv, roc.csv; {len(figures)} figures in {out}/figures/")
     if readme is not None:
         done = update_readme(readme, study, text)

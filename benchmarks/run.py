@@ -22,8 +22,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from benchmarks.environment import describe_device, git_revision, library_versions, pick_device, seed_everything
-from benchmarks.records import (RECORD_NAME, SCHEMA_VERSION, config_hash, read_record, write_csv_atomic,
-                                write_json_atomic, write_npz_atomic)
+from benchmarks.records import (RECORD_NAME, SCHEMA_VERSION, config_hash, read_record, store_record,
+                                write_csv_atomic, write_npz_atomic)
 from datasets.labeled import Standardizer
 from datasets.splits import Split
 from methods.base import RunContext
@@ -121,10 +121,9 @@ def execute(cfg: DictConfig) -> dict:
     finally:
         record["timings"]["total_s"] = time.perf_counter() - t_start
         record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        if previous and previous.get("run_id") != run_id:  # keep, never silently drop, an older run's record
-            write_json_atomic(run_dir / "record.previous.json", previous)
-        write_json_atomic(run_dir / RECORD_NAME, record)
-        print(summary_line(record))
+        where = store_record(run_dir, record, previous)
+        print(summary_line(record) + ("" if where.name == RECORD_NAME else
+                                      f"\n  (kept the earlier ok record; this attempt is in {where})"))
     return record
 
 

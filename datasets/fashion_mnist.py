@@ -1,9 +1,9 @@
 """Fashion-MNIST from its IDX files.
 
 Where the files are looked for, in order:
-1. ``root`` given in config (``dataset.root=/path``), a folder holding the four IDX files (.gz or not);
+1. ``root`` given in config (``dataset.source.root=/path``), a folder holding the four IDX files (.gz or not);
 2. ``/usr/share/datasets/fashion-mnist/``, where Debian's ``dataset-fashion-mnist`` package puts them;
-3. torchvision's download into ``download_root`` when ``download=true`` and the machine is online.
+3. torchvision's download into ``download_root`` when ``dataset.source.download=true`` and the machine is online.
 """
 from __future__ import annotations
 
@@ -32,8 +32,12 @@ class DatasetNotFoundError(FileNotFoundError):
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (optionally gzip-compressed) into a numpy array."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        raise ValueError(f"{path} cannot be read ({exc}); the file is corrupt: replace it "
+                         "(reinstall dataset-fashion-mnist, or download it again)") from exc
     if len(raw) < 4:
         raise ValueError(f"{path} is not an IDX file (too short)")
     zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
@@ -63,10 +67,10 @@ def locate(root: str | None, download: bool, download_root: str) -> Path:
         if _folder_with_files(Path(root)):
             return Path(root)
         raise DatasetNotFoundError(
-            f"Fashion-MNIST: dataset.root={root} does not hold the four IDX files "
+            f"Fashion-MNIST: dataset.source.root={root} does not hold the four IDX files "
             f"({', '.join(s for p in FILES.values() for s in p)}, .gz or not). "
-            "Point dataset.root at the right folder, or leave it unset to use "
-            f"{DEBIAN_DIR} (apt-get install -y dataset-fashion-mnist) or dataset.download=true."
+            "Point dataset.source.root at the right folder, or leave it unset to use "
+            f"{DEBIAN_DIR} (apt-get install -y dataset-fashion-mnist) or dataset.source.download=true."
         )
     if _folder_with_files(DEBIAN_DIR):
         return DEBIAN_DIR
@@ -82,15 +86,15 @@ def locate(root: str | None, download: bool, download_root: str) -> Path:
         except Exception as exc:  # network errors come in many types
             raise DatasetNotFoundError(
                 f"Fashion-MNIST: torchvision's download into {download_root} failed ({exc}). "
-                "Provide the files another way: dataset.root=<folder with the IDX files>, or "
+                "Provide the files another way: dataset.source.root=<folder with the IDX files>, or "
                 "apt-get install -y dataset-fashion-mnist."
             ) from exc
         return raw_dir
     raise DatasetNotFoundError(
         "Fashion-MNIST was not found. Provide it in one of three ways: "
-        "(1) dataset.root=<folder holding train-images-idx3-ubyte[.gz] and the other three IDX files>; "
+        "(1) dataset.source.root=<folder holding train-images-idx3-ubyte[.gz] and the other three IDX files>; "
         f"(2) apt-get install -y dataset-fashion-mnist, which puts them in {DEBIAN_DIR}; "
-        f"(3) dataset.download=true to let torchvision download them into {download_root} (needs the internet)."
+        f"(3) dataset.source.download=true to let torchvision download them into {download_root} (needs the internet)."
     )
 
 

@@ -65,14 +65,35 @@ def test_nan_loss_stops_the_run_and_the_record_says_failed(compose_cfg):
     assert record["metrics"] == {}
 
 
-def test_failed_rerun_keeps_the_earlier_record(compose_cfg):
+def test_failed_reruns_never_replace_an_ok_record(compose_cfg):
     ok = execute(compose_cfg("method=raw", "budget.episodes=10"))
-    with pytest.raises(EpisodeError):
-        execute(compose_cfg("method=raw", "budget.episodes=10", "protocol.evaluator.n_way=9"))
     run_dir = Path(compose_cfg("method=raw").run_dir)
-    previous = json.loads((run_dir / "record.previous.json").read_text())
-    assert previous["status"] == "ok" and previous["metrics"] == ok["metrics"]
+    for n_way in (9, 10):  # two failed attempts in a row
+        with pytest.raises(EpisodeError):
+            execute(compose_cfg("method=raw", "budget.episodes=10", f"protocol.evaluator.n_way={n_way}"))
+    kept = json.loads((run_dir / "record.json").read_text())
+    assert kept["status"] == "ok" and kept["metrics"] == ok["metrics"]
+    attempt = json.loads((run_dir / "record.failed.json").read_text())
+    assert attempt["status"] == "failed" and "10-way" in attempt["error"]["message"]
     assert not list(run_dir.glob("*.tmp"))
+    # a later ok run of another config replaces record.json, keeps the old ok one, and clears the failure
+    newer = execute(compose_cfg("method=raw", "budget.episodes=12"))
+    assert json.loads((run_dir / "record.json").read_text())["run_id"] == newer["run_id"]
+    assert json.loads((run_dir / "record.previous.json").read_text())["metrics"] == ok["metrics"]
+    assert not (run_dir / "record.failed.json").exists()
+
+
+def test_corrupt_record_is_reported_not_silently_dropped(compose_cfg, tmp_path, capsys):
+    from benchmarks.report import build
+    execute(compose_cfg("method=raw", "budget.episodes=10", "study=corrupt"))
+    execute(compose_cfg("method=raw", "budget.episodes=10", "study=corrupt", "seed=1"))
+    record = Path(compose_cfg("method=raw", "study=corrupt", "seed=1").run_dir) / "record.json"
+    record.write_text(record.read_text()[:100])
+    assert build("corrupt", tmp_path / "results") == 0
+    err = capsys.readouterr().err
+    assert f"cannot read {record}" in err
+    failed = (tmp_path / "results" / "corrupt" / "failed.csv").read_text()
+    assert "unreadable record" in failed
 
 
 def test_conv4_on_vector_data_says_which_backbone(compose_cfg):

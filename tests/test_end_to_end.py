@@ -71,7 +71,8 @@ def test_report_and_figures(compose_cfg, tmp_path, capsys):
     text = (results / "e2e" / "leaderboard.md").read_text()
     assert "raw (ref.)" in text and "acc_5w1s" in text and "±" in text
     figures = sorted(p.name for p in (results / "e2e" / "figures").glob("*.png"))
-    assert figures == ["digits_fewshot.png", "digits_knn.png", "digits_retrieval.png", "digits_roc.png"]
+    assert figures == ["digits_fewshot.png", "digits_knn.png", "digits_retrieval.png", "digits_roc.png",
+                       "digits_verification.png"]
 
 
 def test_hydra_multirun_from_the_command_line(tmp_path):
@@ -79,5 +80,6 @@ def test_hydra_multirun_from_the_command_line(tmp_path):
            f"results_dir={tmp_path}", "progress=false", "study=multi", "budget.iterations=2"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    records = load_records(tmp_path / "runs" / "multi")
+    records, unreadable = load_records(tmp_path / "runs" / "multi")
+    assert not unreadable
     assert sorted((r["method"], r["seed"]) for r in records) == [("raw", 0), ("raw", 1), ("untrained", 0), ("untrained", 1)]

@@ -26,8 +26,8 @@ def test_nothing_found_names_the_three_ways(tmp_path, monkeypatch):
     with pytest.raises(fm.DatasetNotFoundError) as info:
         fm.fashion_mnist(root=None, download=False, download_root=str(tmp_path))
     message = str(info.value)
-    assert "dataset.root=" in message and "apt-get install -y dataset-fashion-mnist" in message
-    assert "dataset.download=true" in message
+    assert "dataset.source.root=" in message and "apt-get install -y dataset-fashion-mnist" in message
+    assert "dataset.source.download=true" in message
 
 
 def test_corrupt_and_truncated_files(tmp_path):
@@ -40,6 +40,10 @@ def test_corrupt_and_truncated_files(tmp_path):
     bad.write_bytes(b"\x00\x00\x0d\x01\x00\x00\x00\x05abc")
     with pytest.raises(ValueError, match="not an unsigned-byte IDX file"):
         fm.read_idx(bad)
+    broken = tmp_path / "broken.gz"
+    broken.write_bytes(b"\x1f\x8b\x08\x00garbage")
+    with pytest.raises(ValueError, match="broken.gz cannot be read .* corrupt"):
+        fm.read_idx(broken)
     truncated = tmp_path / "trunc"
     truncated.write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x05ab")
     with pytest.raises(ValueError, match="truncated"):

@@ -55,6 +55,14 @@ def test_missing_metric_fails(results, capsys):
     assert "MISSING" in capsys.readouterr().out
 
 
+def test_fewer_seeds_fails(results, capsys):
+    frame = pd.read_csv(results / "s" / "leaderboard.csv")
+    frame.loc[frame["metric"] == "acc_5w1s", "n_seeds"] = 2
+    frame.to_csv(results / "s" / "leaderboard.csv", index=False)
+    assert main(["s", "--results", str(results)]) == 1
+    assert "FEWER SEEDS" in capsys.readouterr().out
+
+
 def test_committed_reference_is_well_formed():
     from pathlib import Path
     ref = pd.read_csv(Path(__file__).resolve().parent.parent / "results" / "reference" / "smoke_digits.csv")
