@@ -15,7 +15,7 @@ from benchmarks.stats import mean_ci
 
 KEYS = ["dataset", "protocol", "method"]
 # Lower is better for these; every other metric is higher-is-better.
-LOWER_IS_BETTER = frozenset({"eer", "knn_error"})
+LOWER_IS_BETTER = frozenset({"eer", "knn_error", "oneshot_error"})
 
 
 def records_frame(records: list[dict]) -> pd.DataFrame:

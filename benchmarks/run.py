@@ -53,7 +53,8 @@ def prepare_split(cfg: DictConfig, protocol) -> Split:
     split = protocol.split(data, seed=cfg.data_seed)
     if cfg.dataset.standardize:
         scale = Standardizer.fit(split.train.x)
-        split = Split(scale(split.train), scale(split.test), split.train_index, split.test_index, split.kind)
+        split = Split(scale(split.train), scale(split.test), split.train_index, split.test_index, split.kind,
+                      transform=scale)
     return split
 
 

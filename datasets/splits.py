@@ -7,6 +7,7 @@ of LMNN and MMC).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -24,6 +25,9 @@ class Split:
     train_index: torch.Tensor
     test_index: torch.Tensor
     kind: str
+    # The input transform fitted on the training side and already applied to both sides (the runner's
+    # standardisation), or None. A protocol that reads test inputs of its own applies it to them too.
+    transform: Callable[[LabeledData], LabeledData] | None = None
 
     def describe(self) -> dict:
         return {
