@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from datasets.labeled import LabeledData
 from methods.base import EmbeddingLearner, FitReport, RunContext, embed_all, euclidean
+from methods.frozen import FrozenView, frozen_features
 from methods.training import optimise
 
 
@@ -37,20 +38,30 @@ def target_neighbours(x: Tensor, y: Tensor, k: int) -> Tensor:
     return targets
 
 
+def lmnn_terms(za: Tensor, zt: Tensor, ya: Tensor, zp: Tensor, yp: Tensor, mu: float, margin: float,
+               impostor_weight: float = 1.0) -> Tensor:
+    """The LMNN objective of a batch of anchors, divided by the number of anchors.
+
+    za: (B, d) mapped anchors; zt: (B, k, d) their mapped target neighbours; zp: (P, d) the mapped points
+    searched for impostors (labels yp). ``impostor_weight`` rescales the push term when ``zp`` is a random
+    sample of the data (n / P keeps the estimate unbiased)."""
+    d_target = ((za[:, None, :] - zt) ** 2).sum(-1)  # (B, k)
+    d_pool = squared_distances(za, zp)  # (B, P)
+    differ = (ya[:, None] != yp[None, :]).to(za.dtype)  # candidate impostors
+    hinge = torch.relu(margin + d_target[:, :, None] - d_pool[:, None, :]) * differ[:, None, :]
+    return ((1 - mu) * d_target.sum() + mu * impostor_weight * hinge.sum()) / len(za)
+
+
 def lmnn_loss(z: Tensor, y: Tensor, targets: Tensor, anchors: Tensor, mu: float, margin: float = 1.0) -> Tensor:
-    """The LMNN objective over ``anchors`` (summed over their target neighbours and impostors), divided by
-    the number of anchors. ``z`` holds the already-mapped points L x."""
-    za = z[anchors]
-    d_target = ((za[:, None, :] - z[targets[anchors]]) ** 2).sum(-1)  # (B, k)
-    d_all = squared_distances(za, z)  # (B, n)
-    differ = (y[anchors][:, None] != y[None, :]).to(z.dtype)  # (B, n): candidate impostors
-    hinge = torch.relu(margin + d_target[:, :, None] - d_all[:, None, :]) * differ[:, None, :]
-    return ((1 - mu) * d_target.sum() + mu * hinge.sum()) / len(anchors)
+    """The exact LMNN objective over ``anchors`` (every point searched for impostors), divided by the number
+    of anchors. ``z`` holds the already-mapped points L x."""
+    return lmnn_terms(z[anchors], z[targets[anchors]], y[anchors], z, y, mu, margin)
 
 
 class LMNN(EmbeddingLearner):
     def __init__(self, optimizer: Callable, iterations: int, k: int = 3, mu: float = 0.5, margin: float = 1.0,
                  out_features: int | None = None, anchors_per_step: int = 2048, max_triples: int = 30_000_000,
+                 impostor_pool: int = 4096,
                  features: nn.Module | None = None) -> None:
         super().__init__()
         self.optimizer = optimizer
@@ -59,9 +70,8 @@ class LMNN(EmbeddingLearner):
         self.out_features = out_features
         self.anchors_per_step = anchors_per_step
         self.max_triples = max_triples
-        self.features = features if features is not None else nn.Flatten()
-        for p in self.features.parameters():
-            p.requires_grad_(False)
+        self.impostor_pool = impostor_pool
+        self.features = frozen_features(features)
         self.L: nn.Parameter | None = None
         self.distance = euclidean()
 
@@ -86,7 +96,7 @@ class LMNN(EmbeddingLearner):
     def fit(self, train: LabeledData, ctx: RunContext) -> FitReport:
         self.check(train)
         self.to(ctx.device)
-        feats = embed_all(_Frozen(self), train.x).to(ctx.device)
+        feats = embed_all(FrozenView(self), train.x).to(ctx.device)
         y = train.y.to(ctx.device)
         d = feats.shape[1]
         out = self.out_features or d
@@ -94,31 +104,28 @@ class LMNN(EmbeddingLearner):
         targets = target_neighbours(feats, y, self.k)
         n = len(y)
         gen = ctx.generator(offset=17)
-        # anchors x k x n hinge terms are held at once: keep them under max_triples
-        per_step = max(1, min(self.anchors_per_step, self.max_triples // (self.k * n)))
+        if n <= self.impostor_pool:
+            # exact: every point is searched for impostors; anchors x k x n hinge terms stay under max_triples
+            per_step = max(1, min(self.anchors_per_step, self.max_triples // (self.k * n)))
+            pool_size, mode = n, "exact"
+        else:
+            # large data: each step searches a fresh random pool of points for impostors, so the cost of a
+            # step no longer grows with n (mapping all n points through L each step is what dominates)
+            pool_size, mode = self.impostor_pool, "sampled impostors"
+            per_step = max(1, min(self.anchors_per_step, pool_size // 8, self.max_triples // (self.k * pool_size)))
 
         def loss_at(step: int) -> Tensor:
             if n <= per_step:
-                anchors = torch.arange(n, device=ctx.device)
-            else:
-                anchors = torch.randperm(n, generator=gen)[:per_step].to(ctx.device)
-            return lmnn_loss(feats @ self.L.T, y, targets, anchors, self.mu, self.margin)
+                return lmnn_loss(feats @ self.L.T, y, targets, torch.arange(n, device=ctx.device), self.mu, self.margin)
+            anchors = torch.randperm(n, generator=gen)[:per_step].to(ctx.device)
+            if pool_size == n:
+                return lmnn_loss(feats @ self.L.T, y, targets, anchors, self.mu, self.margin)
+            pool = torch.randperm(n, generator=gen)[:pool_size].to(ctx.device)
+            return lmnn_terms(feats[anchors] @ self.L.T, feats[targets[anchors]] @ self.L.T, y[anchors],
+                              feats[pool] @ self.L.T, y[pool], self.mu, self.margin, impostor_weight=n / pool_size)
 
         report = optimise(loss_at, [self.L], self.optimizer, self.iterations, ctx, "lmnn")
-        report.notes.update(k=self.k, mu=self.mu, input_features=d, out_features=out, anchors_per_step=min(n, per_step))
+        report.notes.update(k=self.k, mu=self.mu, input_features=d, out_features=out, anchors_per_step=min(n, per_step),
+                            impostor_search=mode, impostor_pool=pool_size)
         return report
 
-
-class _Frozen(nn.Module):
-    """Adapter so ``embed_all`` runs only the frozen feature extractor of an LMNN learner."""
-
-    def __init__(self, lmnn: LMNN) -> None:
-        super().__init__()
-        self.lmnn = lmnn
-
-    @property
-    def device(self) -> torch.device:
-        return self.lmnn.device
-
-    def embed(self, x: Tensor) -> Tensor:
-        return self.lmnn._features(x)

@@ -8,14 +8,13 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from pytorch_metric_learning.distances import LpDistance
 from torch import nn
 
-from datasets.episodes import check_episode_shape, sample_episodes
+from datasets.episodes import check_episode_shape
 from datasets.labeled import LabeledData
 from methods.base import EmbeddingLearner, FitReport, RunContext, class_means, similarity
-from methods.training import optimise
+from methods.episodic import fit_episodic
 
 
 class PrototypicalNetwork(EmbeddingLearner):
@@ -36,19 +35,6 @@ class PrototypicalNetwork(EmbeddingLearner):
 
     def fit(self, train: LabeledData, ctx: RunContext) -> FitReport:
         self.check(train)
-        self.to(ctx.device).train()
-        episodes = sample_episodes(train.y, self.n_way, self.k_shot, self.n_query, self.iterations, seed=ctx.seed)
-        x = train.x.to(ctx.device)
-        support_y = torch.arange(self.n_way, device=ctx.device).repeat_interleave(self.k_shot)
-        query_y = torch.arange(self.n_way, device=ctx.device).repeat_interleave(self.n_query)
-        n_support = self.n_way * self.k_shot
-
-        def loss_at(step: int) -> torch.Tensor:
-            index = torch.cat([episodes.support[step].flatten(), episodes.query[step].flatten()]).to(ctx.device)
-            emb = self.encoder(x[index])
-            logits = self.episode_logits(emb[:n_support], support_y, emb[n_support:])
-            return F.cross_entropy(logits, query_y)
-
-        report = optimise(loss_at, self.parameters(), self.optimizer, self.iterations, ctx, "protonet")
-        report.notes.update(train_way=self.n_way, train_shot=self.k_shot, train_query=self.n_query)
-        return report
+        return fit_episodic(self, self.encoder, self.episode_logits, train, ctx, optimizer=self.optimizer,
+                            iterations=self.iterations, n_way=self.n_way, k_shot=self.k_shot,
+                            n_query=self.n_query, name="protonet")

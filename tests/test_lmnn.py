@@ -80,3 +80,31 @@ def test_too_few_samples_per_class_is_a_clear_error():
     data = blobs(n_classes=3, per_class=3, dim=2)
     with pytest.raises(ValueError, match="Lower method.learner.k"):
         LMNN(optimizer=_optimizer, iterations=1, k=3).check(data)
+
+
+def test_sampled_impostor_pool_still_learns():
+    gen = torch.Generator().manual_seed(1)
+    y = torch.arange(2).repeat_interleave(60)
+    x = torch.cat([y[:, None].float() * 2.0 + 0.3 * torch.randn(120, 1, generator=gen),
+                   8 * torch.randn(120, 5, generator=gen)], 1)
+    from datasets.labeled import LabeledData
+    train, test = torch.arange(0, 120, 2), torch.arange(1, 120, 2)
+    learner = LMNN(optimizer=_optimizer, iterations=200, impostor_pool=24)
+    report = learner.fit(LabeledData(x=x[train], y=y[train], classes=["a", "b"]), RunContext(progress=False))
+    assert report.notes["impostor_search"] == "sampled impostors" and report.notes["impostor_pool"] == 24
+    with torch.no_grad():
+        after = (knn_predict(learner.embed(x[test]), learner.embed(x[train]), y[train], euclidean(), 3)
+                 != y[test]).float().mean()
+    before = (knn_predict(x[test], x[train], y[train], euclidean(), 3) != y[test]).float().mean()
+    assert after < before / 2
+
+
+def test_pool_of_every_point_equals_the_exact_loss():
+    from methods.lmnn import lmnn_terms
+    gen = torch.Generator().manual_seed(2)
+    z = torch.randn(30, 3, generator=gen, dtype=torch.float64)
+    y = torch.arange(3).repeat_interleave(10)
+    targets = target_neighbours(z, y, 3)
+    anchors = torch.tensor([0, 5, 12, 29])
+    exact = lmnn_loss(z, y, targets, anchors, 0.5)
+    assert torch.allclose(lmnn_terms(z[anchors], z[targets[anchors]], y[anchors], z, y, 0.5, 1.0), exact)

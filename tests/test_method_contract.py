@@ -14,7 +14,8 @@ METHODS = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "conf
 
 
 def test_every_method_is_listed():
-    assert {"raw", "untrained", "protonet", "triplet", "lmnn", "lmnn_backbone"} <= set(METHODS)
+    assert {"raw", "untrained", "protonet", "triplet", "lmnn", "lmnn_backbone", "matching", "matching_fce",
+            "cosine", "mmc", "mmc_diag", "contrastive"} <= set(METHODS)
 
 
 @pytest.mark.parametrize("backbone,make", [("mlp", blobs), ("conv4", tiny_images)])

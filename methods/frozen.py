@@ -1,0 +1,37 @@
+"""Frozen feature extractors for the linear metric learners (LMNN, MMC).
+
+A linear learner works either on the (flattened) inputs or on the features of a backbone that stays
+frozen (at its seeded random initialisation, as the ``*_backbone`` configs use it). These helpers hold
+the two pieces those learners share: freezing the extractor, and running it over a whole data set in
+batches on the learner's device.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def frozen_features(features: nn.Module | None) -> nn.Module:
+    """``features`` with its parameters frozen, or a plain ``Flatten`` (the raw inputs) when it is None."""
+    module = features if features is not None else nn.Flatten()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+class FrozenView(nn.Module):
+    """Adapter so ``methods.base.embed_all`` runs only a learner's frozen feature extractor.
+
+    ``learner`` needs a ``_features(x)`` method (the extractor in eval mode, flattened) and a ``device``.
+    """
+
+    def __init__(self, learner: nn.Module) -> None:
+        super().__init__()
+        self.learner = learner
+
+    @property
+    def device(self) -> torch.device:
+        return self.learner.device
+
+    def embed(self, x: Tensor) -> Tensor:
+        return self.learner._features(x)

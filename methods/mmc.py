@@ -1,0 +1,372 @@
+"""MMC: Mahalanobis metric learning with side information (Xing, Ng, Jordan, Russell 2002), in this
+project's own torch code (CPU or GPU, float64 inside).
+
+From pairs of similar points S (same label) and dissimilar points D (different labels), learn A ⪰ 0:
+
+    maximise  Σ_{(i,j)∈D} ||x_i - x_j||_A        (not squared)
+    s.t.      Σ_{(i,j)∈S} ||x_i - x_j||²_A ≤ 1,   A ⪰ 0,           ||v||_A = sqrt(vᵀ A v)
+
+- Full A (the paper's first algorithm): gradient ascent on the dissimilar sum, the gradient taken
+  orthogonal to the gradient of the (linear) similar-pair constraint, each step followed by alternating
+  projections onto the constraint's half-space {A : <W_S, A> ≤ 1} (W_S = Σ_S d dᵀ) and onto the PSD cone
+  (negative eigenvalues clipped). The objective grows with the scale of A (it is homogeneous of degree
+  1/2) so the optimum lies on the constraint's boundary: after the projections A is rescaled onto it,
+  which keeps it PSD and makes the constraint hold exactly. The step size adapts (grows by 5% after an
+  improving step, halves and retries from the last iterate otherwise). Converged when an accepted step
+  changes A by less than ``tol`` relative to ||A||_F, or when the step size falls below ``tol`` (no step
+  improves the objective any more). The steps are taken in coordinates whitened by the similar-pair
+  scatter W_S (with a floor of ``ridge`` times its largest eigenvalue where W_S is singular): the same
+  problem, but far better conditioned for Frobenius-norm steps; A is mapped back.
+- Diagonal A = diag(a) (the paper's second algorithm): Newton-Raphson on the convex
+  g(a) = Σ_S ||x_i - x_j||²_a - log Σ_D ||x_i - x_j||_a, a ≥ 0, each Newton step followed by a backtracking
+  line search that keeps a ≥ 0 (clamped) and accepts only a decrease of g. Converged when g decreases by
+  less than ``tol`` (relative).
+
+The pairs come from the labels: all pairs (``n_pairs: null``) or a seeded uniform sample of ``n_pairs``
+similar and ``n_pairs`` dissimilar pairs. ``embed(x) = L x`` with A = LᵀL, so the Euclidean distance
+between embeddings is the learned Mahalanobis distance. Only the direction of A matters to every
+protocol (k-NN, ranking, ROC, nearest prototype are unchanged by a global scale); the constraint's "≤ 1"
+fixes that scale. A run that stops at the iteration limit without converging says so in its notes
+(``converged: false`` and a ``warning``) and with a ``RuntimeWarning``.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from datasets.labeled import LabeledData
+from methods.base import EmbeddingLearner, FitReport, RunContext, embed_all, euclidean
+from methods.frozen import FrozenView, frozen_features
+
+_CHUNK = 65_536  # pairs held at once when summing over pairs
+_ENUMERATE_LIMIT = 20_000_000  # above this many pairs, sample pairs without listing them all
+
+
+# ----------------------------------------------------------------------------------------------- pairs
+
+@dataclass(frozen=True)
+class Pairs:
+    """Index pairs (first[p], second[p]) into a data matrix."""
+
+    first: Tensor
+    second: Tensor
+
+    def __len__(self) -> int:
+        return int(self.first.numel())
+
+    def chunks(self, x: Tensor, size: int = _CHUNK) -> Iterator[Tensor]:
+        """Differences x[first] - x[second], ``size`` pairs at a time."""
+        for start in range(0, len(self), size):
+            yield x[self.first[start:start + size]] - x[self.second[start:start + size]]
+
+
+def label_pairs(y: Tensor, n_pairs: int | None, gen: torch.Generator) -> tuple[Pairs, Pairs]:
+    """(similar, dissimilar) pairs i < j from labels: all of them when ``n_pairs`` is None, else a uniform
+    sample of at most ``n_pairs`` of each kind drawn from ``gen`` (without replacement while the pairs
+    can be listed, with replacement on very large data)."""
+    y = y.cpu()
+    n = len(y)
+    total = n * (n - 1) // 2
+    if n_pairs is None or total <= _ENUMERATE_LIMIT:
+        if total > _ENUMERATE_LIMIT:
+            raise ValueError(f"MMC with all pairs on {n} samples would hold {total:,} pairs; "
+                             "set method.learner.n_pairs to sample them")
+        i, j = torch.triu_indices(n, n, offset=1)
+        same = y[i] == y[j]
+        kinds = []
+        for mask in (same, ~same):
+            fi, fj = i[mask], j[mask]
+            if n_pairs is not None and len(fi) > n_pairs:
+                keep = torch.randperm(len(fi), generator=gen)[:n_pairs]
+                fi, fj = fi[keep], fj[keep]
+            kinds.append(Pairs(fi, fj))
+        return kinds[0], kinds[1]
+    found: dict[bool, list[tuple[Tensor, Tensor]]] = {True: [], False: []}
+    counts = {True: 0, False: 0}
+    for _ in range(10_000):
+        if min(counts.values()) >= n_pairs:
+            break
+        a = torch.randint(n, (4 * n_pairs,), generator=gen)
+        b = torch.randint(n, (4 * n_pairs,), generator=gen)
+        a, b = torch.minimum(a, b), torch.maximum(a, b)
+        ok = a != b
+        a, b = a[ok], b[ok]
+        same = y[a] == y[b]
+        for kind, mask in ((True, same), (False, ~same)):
+            found[kind].append((a[mask], b[mask]))
+            counts[kind] += int(mask.sum())
+    out = []
+    for kind in (True, False):
+        fi = torch.cat([p[0] for p in found[kind]])[:n_pairs]
+        fj = torch.cat([p[1] for p in found[kind]])[:n_pairs]
+        out.append(Pairs(fi, fj))
+    return out[0], out[1]
+
+
+# ------------------------------------------------------------------------- the full-matrix problem
+
+def similar_scatter(x: Tensor, similar: Pairs) -> Tensor:
+    """W_S = Σ_S d dᵀ, so that Σ_S ||d||²_A = <W_S, A> (the constraint is linear in A)."""
+    w = x.new_zeros(x.shape[1], x.shape[1])
+    for d in similar.chunks(x):
+        w += d.T @ d
+    return w
+
+
+def pair_norms(d: Tensor, A: Tensor) -> Tensor:
+    """||d_p||_A for each row d_p of ``d``."""
+    return ((d @ A) * d).sum(1).clamp_min(0).sqrt()
+
+
+def dissimilar_objective(x: Tensor, dissimilar: Pairs, A: Tensor) -> Tensor:
+    """Σ_D ||x_i - x_j||_A (the quantity MMC maximises)."""
+    total = x.new_zeros(())
+    for d in dissimilar.chunks(x):
+        total += pair_norms(d, A).sum()
+    return total
+
+
+def dissimilar_gradient(x: Tensor, dissimilar: Pairs, A: Tensor, eps: float = 1e-12) -> Tensor:
+    """∂/∂A Σ_D ||d||_A = Σ_D d dᵀ / (2 ||d||_A) (pairs at distance ~0 are clamped to ``eps``)."""
+    g = x.new_zeros(x.shape[1], x.shape[1])
+    for d in dissimilar.chunks(x):
+        weight = 0.5 / pair_norms(d, A).clamp_min(eps)
+        g += d.T @ (d * weight[:, None])
+    return g
+
+
+def project_psd(A: Tensor) -> Tensor:
+    """The nearest PSD matrix in Frobenius norm: symmetrise and clip the negative eigenvalues."""
+    values, vectors = torch.linalg.eigh((A + A.T) / 2)
+    return (vectors * values.clamp_min(0)) @ vectors.T
+
+
+def project_halfspace(A: Tensor, W: Tensor, bound: float = 1.0) -> Tensor:
+    """The nearest A' (Frobenius) with <W, A'> ≤ bound."""
+    excess = float((W * A).sum()) - bound
+    if excess <= 0:
+        return A
+    return A - (excess / float((W * W).sum())) * W
+
+
+def project_feasible(A: Tensor, W: Tensor, max_rounds: int = 50, rel_tol: float = 1e-2) -> tuple[Tensor, int]:
+    """Alternating projections onto {<W, A> ≤ 1} and the PSD cone until the constraint is violated by
+    less than ``rel_tol`` after the PSD projection, then a rescale onto the boundary <W, A> = 1 (PSD is
+    kept; the constraint then holds exactly, and the objective, increasing in the scale of A, can only
+    gain). Returns the feasible matrix and the rounds used."""
+    rounds = 0
+    for rounds in range(1, max_rounds + 1):
+        A = project_psd(project_halfspace(A, W))
+        if float((W * A).sum()) <= 1 + rel_tol:
+            break
+    level = float((W * A).sum())
+    if level > 1e-300:
+        A = A / level
+    return A, rounds
+
+
+def components_from_psd(A: Tensor) -> Tensor:
+    """L with LᵀL = A (A PSD): L = diag(sqrt(λ)) Vᵀ."""
+    values, vectors = torch.linalg.eigh((A + A.T) / 2)
+    return values.clamp_min(0).sqrt()[:, None] * vectors.T
+
+
+# ------------------------------------------------------------------------------ the diagonal problem
+
+def diag_terms(x: Tensor, similar: Pairs, dissimilar: Pairs) -> tuple[Tensor, Tensor]:
+    """s = Σ_S d∘d (so Σ_S ||d||²_a = s·a) and Q, the rows d∘d of the dissimilar pairs."""
+    s = x.new_zeros(x.shape[1])
+    for d in similar.chunks(x):
+        s += (d * d).sum(0)
+    q = torch.cat([d * d for d in dissimilar.chunks(x)]) if len(dissimilar) else x.new_zeros(0, x.shape[1])
+    return s, q
+
+
+def diag_objective(a: Tensor, s: Tensor, q: Tensor) -> Tensor:
+    """g(a) = s·a - log Σ_D sqrt(q_p·a)."""
+    return s @ a - torch.log((q @ a).clamp_min(0).sqrt().sum())
+
+
+def diag_derivatives(a: Tensor, s: Tensor, q: Tensor, eps: float = 1e-12) -> tuple[Tensor, Tensor, Tensor]:
+    """g(a), its gradient and its Hessian (PSD: -log of a concave function is convex)."""
+    u = (q @ a).clamp_min(eps).sqrt()  # ||d_p||_a
+    total = u.sum()
+    grad_f = (q * (0.5 / u)[:, None]).sum(0)  # ∇ Σ_D ||d||_a
+    hess_f = -(q * (0.25 / u ** 3)[:, None]).T @ q  # ∇² Σ_D ||d||_a
+    value = s @ a - torch.log(total)
+    grad = s - grad_f / total
+    hess = -hess_f / total + torch.outer(grad_f, grad_f) / total ** 2
+    return value, grad, hess
+
+
+def newton_step(a: Tensor, s: Tensor, q: Tensor, ridge: float = 1e-10,
+                max_halvings: int = 40) -> tuple[Tensor, float, float, bool]:
+    """One damped, projected Newton-Raphson step on g (Newton on the weights not held at the bound a ≥ 0,
+    then a backtracking search along it, clamped to a ≥ 0). Returns (new a, g before, g after, improved);
+    ``improved`` is False when no step length decreases g (a stationary point, to working precision)."""
+    value, grad, hess = diag_derivatives(a, s, q)
+    # weights held at 0 by the bound (a_i = 0 and g would still decrease below 0) stay out of the step
+    free = (a > 0) | (grad < 0)
+    direction = torch.zeros_like(a)
+    if bool(free.any()):
+        h = hess[free][:, free]
+        scale = float(h.diagonal().abs().max()) or 1.0
+        eye = torch.eye(len(h), dtype=a.dtype, device=a.device)
+        direction[free] = -torch.linalg.solve(h + ridge * scale * eye, grad[free])
+    before = float(value)
+    t = 1.0
+    for _ in range(max_halvings):
+        candidate = (a + t * direction).clamp_min(0)
+        after = float(diag_objective(candidate, s, q))
+        if math.isfinite(after) and after < before:
+            return candidate, before, after, True
+        t /= 2
+    return a, before, before, False
+
+
+# -------------------------------------------------------------------------------------------- learner
+
+class MMC(EmbeddingLearner):
+    def __init__(self, iterations: int, diagonal: bool = False, n_pairs: int | None = 10_000, tol: float = 1e-5,
+                 step: float = 0.1, max_proj: int = 50, ridge: float = 1e-6,
+                 features: nn.Module | None = None) -> None:
+        super().__init__()
+        self.iterations = iterations  # max_iter: outer iterations (ascent steps or Newton steps)
+        self.diagonal = diagonal
+        self.n_pairs = n_pairs
+        self.tol = tol
+        self.step = step
+        self.max_proj = max_proj
+        self.ridge = ridge  # whitening floor, relative to the largest eigenvalue of the similar scatter
+        self.features = frozen_features(features)
+        self.L: Tensor | None = None
+        self.distance = euclidean()
+
+    def check(self, train: LabeledData) -> None:
+        counts = train.counts()
+        if int((counts >= 2).sum()) < 1 or int((counts > 0).sum()) < 2:
+            raise ValueError("MMC needs at least two classes and a class with two or more samples "
+                             "(similar and dissimilar pairs)")
+        n = len(train)
+        if self.n_pairs is None and n * (n - 1) // 2 > _ENUMERATE_LIMIT:
+            raise ValueError(f"MMC with all pairs (n_pairs: null) on {n} samples would list "
+                             f"{n * (n - 1) // 2:,} pairs; set method.learner.n_pairs")
+
+    def _features(self, x: Tensor) -> Tensor:
+        self.features.eval()
+        return self.features(x).flatten(1)
+
+    def embed(self, x: Tensor) -> Tensor:
+        if self.L is None:
+            raise RuntimeError("MMC.embed called before fit")
+        return self._features(x) @ self.L.T
+
+    def fit(self, train: LabeledData, ctx: RunContext) -> FitReport:
+        self.check(train)
+        self.to(ctx.device)
+        feats = embed_all(FrozenView(self), train.x)
+        dtype = feats.dtype
+        x = feats.to(ctx.device, torch.float64)
+        similar, dissimilar = label_pairs(train.y, self.n_pairs, ctx.generator(offset=23))
+        similar = Pairs(similar.first.to(ctx.device), similar.second.to(ctx.device))
+        dissimilar = Pairs(dissimilar.first.to(ctx.device), dissimilar.second.to(ctx.device))
+        solve = self._fit_diagonal if self.diagonal else self._fit_full
+        L, report = solve(x, similar, dissimilar)
+        self.L = L.to(dtype)
+        notes = report.notes
+        notes.update(solver="newton (diagonal)" if self.diagonal else "projected gradient ascent (full)",
+                     max_iter=self.iterations, tol=self.tol, n_similar_pairs=len(similar),
+                     n_dissimilar_pairs=len(dissimilar), input_features=x.shape[1])
+        if not notes["converged"]:
+            notes["warning"] = (f"MMC stopped at max_iter={self.iterations} without converging "
+                                f"(last relative change {notes['last_change']:.3g} > tol {self.tol:g})")
+            warnings.warn(notes["warning"], RuntimeWarning, stacklevel=2)
+        return report
+
+    def _fit_full(self, x: Tensor, similar: Pairs, dissimilar: Pairs) -> tuple[Tensor, FitReport]:
+        W0 = similar_scatter(x, similar)
+        if float(W0.norm()) == 0:
+            raise ValueError("MMC: every similar pair has identical inputs; the constraint does not bound A")
+        # Solve in coordinates whitened by the similar-pair scatter: x' = P x, A = P A' P, the same problem
+        # (the map is a bijection of the feasible set that keeps the objective) but with the constraint
+        # <W', A'> ≤ 1, W' = P W P ≈ I, which the Frobenius-norm steps and projections handle far better
+        # than the raw W (whose scale differs by orders of magnitude across directions).
+        values, vectors = torch.linalg.eigh(W0)
+        floor = self.ridge * max(float(values.max()), 1e-300)
+        P = (vectors * (values.clamp_min(0) + floor).rsqrt()) @ vectors.T
+        x = x @ P
+        W = P @ W0 @ P
+        W_unit = W / float(W.norm())
+        d = x.shape[1]
+        A = torch.eye(d, dtype=x.dtype, device=x.device)
+        A = A / float((W * A).sum())  # feasible start on the boundary
+        value = float(dissimilar_objective(x, dissimilar, A))
+        alpha, converged, change, used, proj_rounds = self.step, False, float("inf"), 0, 0
+        report = FitReport()
+        every = max(1, self.iterations // 100)
+        grad = None
+        for it in range(1, self.iterations + 1):
+            used = it
+            if grad is None:
+                g = dissimilar_gradient(x, dissimilar, A)
+                g = g - (g * W_unit).sum() * W_unit  # along the constraint's level set
+                g_norm = float(g.norm())
+                if g_norm == 0:
+                    converged, change = True, 0.0
+                    break
+                grad = g / g_norm
+            a_norm = float(A.norm())
+            candidate, rounds = project_feasible(A + alpha * a_norm * grad, W, self.max_proj)
+            proj_rounds += rounds
+            cand_value = float(dissimilar_objective(x, dissimilar, candidate))
+            if cand_value > value:
+                change = float((candidate - A).norm()) / a_norm
+                A, value, grad = candidate, cand_value, None
+                alpha *= 1.05
+            else:
+                alpha /= 2
+                change = alpha
+            if it % every == 0 or it == self.iterations:
+                report.loss_curve.append((it, -value))
+            if change < self.tol:
+                converged = True
+                break
+        report.iterations = used
+        report.final_loss = -value
+        report.notes.update(converged=converged, iterations_used=used, last_change=change,
+                            objective="sum_D ||x_i - x_j||_A (maximised; final_loss is its negative)",
+                            final_objective=value, similar_constraint=float((W * A).sum()),
+                            final_step=alpha, projection_rounds=proj_rounds,
+                            rank=int(torch.linalg.matrix_rank(A, hermitian=True)))
+        return components_from_psd(A) @ P, report
+
+    def _fit_diagonal(self, x: Tensor, similar: Pairs, dissimilar: Pairs) -> tuple[Tensor, FitReport]:
+        s, q = diag_terms(x, similar, dissimilar)
+        if float(s.sum()) == 0:
+            raise ValueError("MMC: every similar pair has identical inputs; the objective is unbounded below")
+        a = torch.full_like(s, 0.5 / float(s.sum()))  # s·a = 1/2, where g is stationary along the scale
+        value = float(diag_objective(a, s, q))
+        converged, change, used = False, float("inf"), 0
+        report = FitReport()
+        every = max(1, self.iterations // 100)
+        for it in range(1, self.iterations + 1):
+            used = it
+            a, before, value, improved = newton_step(a, s, q)
+            change = (before - value) / max(1.0, abs(value)) if improved else 0.0
+            if it % every == 0 or it == self.iterations:
+                report.loss_curve.append((it, value))
+            if change < self.tol:
+                converged = True
+                break
+        report.iterations = used
+        report.final_loss = value
+        report.notes.update(converged=converged, iterations_used=used, last_change=change,
+                            objective="g(a) = sum_S ||x_i - x_j||^2_a - log sum_D ||x_i - x_j||_a (minimised)",
+                            final_objective=value, similar_constraint=float(s @ a),
+                            zero_weights=int((a == 0).sum()))
+        return torch.diag(a.sqrt()), report
