@@ -49,7 +49,7 @@ def _ci_note(part: pd.DataFrame) -> str:
     seeds = int(part["n_seeds"].max())
     note = f"mean of {seeds} training seed{'s' if seeds > 1 else ''}, 95% CI over seeds"
     if (part["ci_over"] == "within run").any():
-        note += "; † rows: seed-independent, CI over episodes/queries"
+        note += "; † rows: one seed or seed-independent, CI over episodes/queries"
     return note
 
 
