@@ -9,6 +9,7 @@ Reference rows are marked "(ref.)"; a hollow marker or dashed line means a refer
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -46,10 +47,13 @@ def _save(fig, path: Path) -> Path:
 
 
 def _ci_note(part: pd.DataFrame) -> str:
-    seeds = int(part["n_seeds"].max())
-    note = f"mean of {seeds} training seed{'s' if seeds > 1 else ''}, 95% CI over seeds"
+    low, high = int(part["n_seeds"].min()), int(part["n_seeds"].max())
+    seeds = f"{low}–{high}" if low != high else str(high)
+    note = f"mean of {seeds} training seed{'s' if high > 1 else ''}, 95% CI over seeds"
     if (part["ci_over"] == "within run").any():
         note += "; † rows: one seed or seed-independent, CI over episodes/queries"
+    if (part["ci_over"] == "none").any():
+        note += "; no bar: one number per run, the same for every seed"
     return note
 
 
@@ -73,7 +77,8 @@ def fewshot_bars(table: pd.DataFrame, out: Path) -> list[Path]:
         ways = {int(re.findall(r"\d+", m)[0]) for m in names}
         for n in ways:
             ax.axhline(1 / n, color="grey", ls=":", lw=1)
-            ax.text(-0.45, 1 / n, f"chance ({n}-way)", va="bottom", ha="left", fontsize=7, color="grey")
+            ax.text(1.01, 1 / n, f"chance\n({n}-way)", va="center", ha="left", fontsize=7, color="grey",
+                    transform=ax.get_yaxis_transform())
         ax.set_xticks(np.arange(len(methods)), _labels(part, methods))
         ax.set_ylabel("accuracy on held-out classes")
         ax.set_ylim(0, 1.0)
@@ -103,8 +108,10 @@ def metric_panels(table: pd.DataFrame, protocol: str, out: Path) -> list[Path]:
             ax.grid(axis="x", alpha=0.3)
             ax.tick_params(axis="x", labelsize=8)
         axes[0][0].set_yticks(y, [lab.replace("\n", " ") for lab in _labels(part, methods)])
-        fig.suptitle(f"{dataset}: {protocol} on {'held-out classes' if protocol != 'knn' else 'held-out samples'} "
-                     f"({_ci_note(part)})", fontsize=9)
+        title = (f"{dataset}: {protocol} on {'held-out classes' if protocol != 'knn' else 'held-out samples'} "
+                 f"({_ci_note(part)})")
+        width_chars = max(40, int(fig.get_figwidth() * 13))
+        fig.suptitle("\n".join(textwrap.wrap(title, width_chars)), fontsize=9)
         written.append(_save(fig, out / f"{dataset}_{protocol}.png"))
     return written
 

@@ -88,7 +88,7 @@ def markdown(table: pd.DataFrame) -> str:
     for dataset in dict.fromkeys(table["dataset"]):
         for protocol in dict.fromkeys(table[table["dataset"] == dataset]["protocol"]):
             part = table[(table["dataset"] == dataset) & (table["protocol"] == protocol)]
-            note = "mean over training seeds ± 95% CI over seeds (Student t)"
+            note = "mean over training seeds ± 95% CI over seeds (Student t; symmetric, not clipped to [0, 1])"
             if (part["ci_over"] == "within run").any():
                 note += ("; † the interval is the run's own (over episodes, queries or test samples): one training "
                          "seed was run, or the seed does not change this row")

@@ -38,7 +38,7 @@ def build(study: str, results_dir: Path, readme: Path | None = None) -> int:
     attempts, _ = load_records(runs, FAILED_NAME)
     for path in unreadable:
         print(f"WARNING: cannot read {path} (corrupt or another schema version); that run is left out. "
-              "Re-run it (delete the file first) to bring it back.", file=sys.stderr)
+              "Re-running that configuration replaces the file.", file=sys.stderr)
     if not records:
         print(f"No records under {runs}. Run a sweep first, e.g.\n"
               f"  python -m benchmarks.run -m experiment={study}", file=sys.stderr)
