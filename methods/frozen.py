@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from methods.base import EmbeddingLearner, embed_all, euclidean
+
 
 def frozen_features(features: nn.Module | None) -> nn.Module:
     """``features`` with its parameters frozen, or a plain ``Flatten`` (the raw inputs) when it is None."""
@@ -35,3 +37,28 @@ class FrozenView(nn.Module):
 
     def embed(self, x: Tensor) -> Tensor:
         return self.learner._features(x)
+
+
+class LinearMetricOnFeatures(EmbeddingLearner):
+    """Base of the Mahalanobis learners: a linear map L (M = LᵀL) applied to frozen features, so the
+    Euclidean distance of the embedding is the learned Mahalanobis distance. Subclasses set ``self.L``
+    in ``fit``."""
+
+    def __init__(self, features: nn.Module | None) -> None:
+        super().__init__()
+        self.features = frozen_features(features)
+        self.L: Tensor | None = None
+        self.distance = euclidean()
+
+    def _features(self, x: Tensor) -> Tensor:
+        self.features.eval()
+        return self.features(x).flatten(1)
+
+    def embed(self, x: Tensor) -> Tensor:
+        if self.L is None:
+            raise RuntimeError(f"{type(self).__name__}.embed called before fit")
+        return self._features(x) @ self.L.T
+
+    def frozen_train_features(self, x: Tensor) -> Tensor:
+        """The frozen features of the training inputs, computed once in batches on the learner's device."""
+        return embed_all(FrozenView(self), x)

@@ -17,8 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from datasets.labeled import LabeledData
-from methods.base import EmbeddingLearner, FitReport, RunContext, embed_all, euclidean
-from methods.frozen import FrozenView, frozen_features
+from methods.base import FitReport, RunContext
+from methods.frozen import LinearMetricOnFeatures
 from methods.training import optimise
 
 
@@ -58,12 +58,12 @@ def lmnn_loss(z: Tensor, y: Tensor, targets: Tensor, anchors: Tensor, mu: float,
     return lmnn_terms(z[anchors], z[targets[anchors]], y[anchors], z, y, mu, margin)
 
 
-class LMNN(EmbeddingLearner):
+class LMNN(LinearMetricOnFeatures):
     def __init__(self, optimizer: Callable, iterations: int, k: int = 3, mu: float = 0.5, margin: float = 1.0,
                  out_features: int | None = None, anchors_per_step: int = 2048, max_triples: int = 30_000_000,
                  impostor_pool: int = 4096,
                  features: nn.Module | None = None) -> None:
-        super().__init__()
+        super().__init__(features)
         self.optimizer = optimizer
         self.iterations = iterations
         self.k, self.mu, self.margin = k, mu, margin
@@ -71,9 +71,6 @@ class LMNN(EmbeddingLearner):
         self.anchors_per_step = anchors_per_step
         self.max_triples = max_triples
         self.impostor_pool = impostor_pool
-        self.features = frozen_features(features)
-        self.L: nn.Parameter | None = None
-        self.distance = euclidean()
 
     def check(self, train: LabeledData) -> None:
         counts = train.counts()
@@ -84,19 +81,10 @@ class LMNN(EmbeddingLearner):
                 f"classes {small[:5]} have fewer. Lower method.learner.k."
             )
 
-    def _features(self, x: Tensor) -> Tensor:
-        self.features.eval()
-        return self.features(x).flatten(1)
-
-    def embed(self, x: Tensor) -> Tensor:
-        if self.L is None:
-            raise RuntimeError("LMNN.embed called before fit")
-        return self._features(x) @ self.L.T
-
     def fit(self, train: LabeledData, ctx: RunContext) -> FitReport:
         self.check(train)
         self.to(ctx.device)
-        feats = embed_all(FrozenView(self), train.x).to(ctx.device)
+        feats = self.frozen_train_features(train.x).to(ctx.device)
         y = train.y.to(ctx.device)
         d = feats.shape[1]
         out = self.out_features or d

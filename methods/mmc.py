@@ -40,8 +40,8 @@ import torch
 from torch import Tensor, nn
 
 from datasets.labeled import LabeledData
-from methods.base import EmbeddingLearner, FitReport, RunContext, embed_all, euclidean
-from methods.frozen import FrozenView, frozen_features
+from methods.base import FitReport, RunContext
+from methods.frozen import LinearMetricOnFeatures
 
 _CHUNK = 65_536  # pairs held at once when summing over pairs
 _ENUMERATE_LIMIT = 20_000_000  # above this many pairs, sample pairs without listing them all
@@ -231,11 +231,11 @@ def newton_step(a: Tensor, s: Tensor, q: Tensor, ridge: float = 1e-10,
 
 # -------------------------------------------------------------------------------------------- learner
 
-class MMC(EmbeddingLearner):
+class MMC(LinearMetricOnFeatures):
     def __init__(self, iterations: int, diagonal: bool = False, n_pairs: int | None = 10_000, tol: float = 1e-5,
                  step: float = 0.1, max_proj: int = 50, ridge: float = 1e-6,
                  features: nn.Module | None = None) -> None:
-        super().__init__()
+        super().__init__(features)
         self.iterations = iterations  # max_iter: outer iterations (ascent steps or Newton steps)
         self.diagonal = diagonal
         self.n_pairs = n_pairs
@@ -243,9 +243,6 @@ class MMC(EmbeddingLearner):
         self.step = step
         self.max_proj = max_proj
         self.ridge = ridge  # whitening floor, relative to the largest eigenvalue of the similar scatter
-        self.features = frozen_features(features)
-        self.L: Tensor | None = None
-        self.distance = euclidean()
 
     def check(self, train: LabeledData) -> None:
         counts = train.counts()
@@ -257,19 +254,10 @@ class MMC(EmbeddingLearner):
             raise ValueError(f"MMC with all pairs (n_pairs: null) on {n} samples would list "
                              f"{n * (n - 1) // 2:,} pairs; set method.learner.n_pairs")
 
-    def _features(self, x: Tensor) -> Tensor:
-        self.features.eval()
-        return self.features(x).flatten(1)
-
-    def embed(self, x: Tensor) -> Tensor:
-        if self.L is None:
-            raise RuntimeError("MMC.embed called before fit")
-        return self._features(x) @ self.L.T
-
     def fit(self, train: LabeledData, ctx: RunContext) -> FitReport:
         self.check(train)
         self.to(ctx.device)
-        feats = embed_all(FrozenView(self), train.x)
+        feats = self.frozen_train_features(train.x)
         dtype = feats.dtype
         x = feats.to(ctx.device, torch.float64)
         similar, dissimilar = label_pairs(train.y, self.n_pairs, ctx.generator(offset=23))
