@@ -29,7 +29,7 @@ def test_contract(compose_cfg, method, backbone, make):
     learner.check(data)
     torch.manual_seed(0)
     report = learner.fit(data, RunContext(progress=False))
-    assert report.iterations in (0, 3)
+    assert 0 <= report.iterations <= 3  # 0: nothing to train; < 3: converged early (MMC)
     emb = embed_all(learner, data.x)
     assert emb.ndim == 2 and emb.shape[0] == len(data) and torch.isfinite(emb).all()
     n_way, k = 4, 2
