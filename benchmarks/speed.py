@@ -40,8 +40,8 @@ rate / peer rate), ``target`` and ``target_met`` (yes / no / n/a), the quality f
 agree). metric-learn and easyfsl are test-only dependencies (``pip install -e '.[test]'``); a row whose
 peer is missing is skipped.
 
-One round of the full run takes about 35 s with one thread (LMNN 16 s and MMC 12 s of it, both sides),
-so the default three rounds take about 2 minutes; ``--dataset fashion_mnist`` adds minutes (easyfsl embeds
+One round of the full run takes about 20 s with one thread, almost all of it metric-learn's LMNN and MMC
+fits, so the default three rounds take about a minute; ``--dataset fashion_mnist`` adds minutes (easyfsl embeds
 48,000 28x28 images per round). ``--quick`` takes seconds. On a machine shared with other jobs, pass
 ``--threads 1``: torch threads waiting for a busy core make every timing meaningless.
 """
