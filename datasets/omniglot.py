@@ -55,10 +55,11 @@ def _download(folder: Path, name: str) -> None:
     download_url(URLS[name], root=str(folder), filename=name)
 
 
-def locate(root: str | Path, names: Iterable[str], download: bool = False) -> dict[str, Path]:
+def locate(root: str | Path, names: Iterable[str], download: bool = False,
+           config_prefix: str = "dataset.source") -> dict[str, Path]:
     """Paths of the named Omniglot files in ``root``; with ``download`` missing ones are fetched from
     brendenlake/omniglot. Anything still missing gives one error naming the folder, the files and the ways
-    to provide them."""
+    to provide them (``config_prefix``: where those options live in the config)."""
     folder = Path(root)
     names = [_zip_name(n) for n in names]
     unknown = [n for n in names if n not in URLS]
@@ -81,8 +82,8 @@ def locate(root: str | Path, names: Iterable[str], download: bool = False) -> di
             "Provide them in one of three ways: "
             "(1) put the zips, as published, into that folder; "
             "(2) point the data root at a folder holding omniglot/<zips>: data_root=<folder> or the environment "
-            "variable SIMBENCH_DATA_ROOT (or dataset.source.root=<folder with the zips> directly); "
-            f"(3) dataset.source.download=true to fetch them from {URL_PREFIX} (needs the internet)."
+            f"variable SIMBENCH_DATA_ROOT (or {config_prefix}.root=<folder with the zips> directly); "
+            f"(3) {config_prefix}.download=true to fetch them from {URL_PREFIX} (needs the internet)."
         )
     return {n: folder / n for n in names}
 

@@ -363,3 +363,10 @@ def test_real_oneshot_runs_with_raw_pixels():
     error = result.metrics["oneshot_error"]
     assert error.n == 20 and 0.5 < error.mean < 0.95  # far better than chance (0.95), far worse than people
     assert np.all(result.artifacts["oneshot_answers"]["errors"] <= 1.0)
+
+
+def test_missing_runs_file_names_the_protocol_options(tmp_path):
+    """The one-shot runs are the protocol's file: its error points at protocol.evaluator.*, not dataset.source.*."""
+    with pytest.raises(om.DatasetNotFoundError, match=r"protocol\.evaluator\.download=true") as info:
+        OmniglotOneShotProtocol(root=str(tmp_path)).runs_path()
+    assert "dataset.source" not in str(info.value) and "all_runs.zip" in str(info.value)

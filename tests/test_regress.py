@@ -63,9 +63,15 @@ def test_fewer_seeds_fails(results, capsys):
     assert "FEWER SEEDS" in capsys.readouterr().out
 
 
-def test_committed_reference_is_well_formed():
+@pytest.mark.parametrize("study", ["smoke_digits", "ci_omniglot", "ci_orl_faces", "omniglot", "orl_faces"])
+def test_committed_reference_covers_its_preset(study):
+    """Each committed reference holds exactly the methods and protocols its preset sweeps."""
     from pathlib import Path
-    ref = pd.read_csv(Path(__file__).resolve().parent.parent / "results" / "reference" / "smoke_digits.csv")
+
+    from omegaconf import OmegaConf
+    root = Path(__file__).resolve().parent.parent
+    ref = pd.read_csv(root / "results" / "reference" / f"{study}.csv")
     assert {"dataset", "protocol", "method", "metric", "mean"} <= set(ref.columns)
-    assert set(ref["method"]) == {"raw", "untrained", "protonet", "triplet", "lmnn"}
-    assert set(ref["protocol"]) == {"fewshot", "retrieval", "verification", "knn"}
+    params = OmegaConf.load(root / "conf" / "experiment" / f"{study}.yaml").hydra.sweeper.params
+    assert set(ref["method"]) == set(str(params.method).split(","))
+    assert set(ref["protocol"]) == set(str(params.protocol).split(","))

@@ -113,7 +113,7 @@ class OmniglotOneShotProtocol:
         require(learner, self.name, "embed", "adapt")
 
     def runs_path(self) -> Path:
-        return locate(self.root, [RUNS_FILE], self.download)[RUNS_FILE]
+        return locate(self.root, [RUNS_FILE], self.download, "protocol.evaluator")[RUNS_FILE]
 
     def image_size(self, split: Split) -> tuple[int, int]:
         shape = split.train.input_shape
