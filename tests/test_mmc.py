@@ -186,3 +186,9 @@ def test_pairs_per_class_pair_sets_the_number_of_pairs():
     report = MMC(iterations=50, diagonal=True, n_pairs=None, pairs_per_class_pair=20).fit(
         data, RunContext(progress=False))
     assert report.notes["n_similar_pairs"] == report.notes["n_dissimilar_pairs"] == 20 * 3 ** 2
+
+
+def test_full_mmc_on_wide_raw_inputs_warns_before_fitting():
+    wide = LabeledData(x=torch.randn(20, 1, 40, 40), y=torch.arange(2).repeat_interleave(10), classes=["a", "b"])
+    with pytest.warns(RuntimeWarning, match="1,600 raw input features.*mmc_backbone"):
+        MMC(iterations=1).check(wide)
