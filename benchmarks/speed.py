@@ -164,9 +164,11 @@ def metric_learn_on_this_sklearn():
         ml_util.check_array, ml_util.check_X_y = saved
 
 
-def digits_split(seed: int, pca: int | None):
-    """Stratified 70/30 split of digits, standardised with training statistics, optionally PCA-reduced."""
-    x, y = load_digits(return_X_y=True)
+def standardised_split(load: Callable, seed: int, pca: int | None = None):
+    """Stratified 70/30 split of a scikit-learn data set (``load``, e.g. ``load_digits``), standardised with
+    the training statistics, optionally PCA-reduced (fitted on the training split). Shared with the
+    metric-learn parity test."""
+    x, y = load(return_X_y=True)
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.3, stratify=y, random_state=seed)
     mean, std = x_tr.mean(0), x_tr.std(0)
     std[std == 0] = 1.0
@@ -175,6 +177,10 @@ def digits_split(seed: int, pca: int | None):
         reduce = PCA(pca, random_state=0).fit(x_tr)
         x_tr, x_te = reduce.transform(x_tr), reduce.transform(x_te)
     return x_tr, x_te, y_tr, y_te
+
+
+def digits_split(seed: int, pca: int | None):
+    return standardised_split(load_digits, seed, pca)
 
 
 def knn_error(z_tr, y_tr, z_te, y_te) -> float:

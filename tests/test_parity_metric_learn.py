@@ -19,15 +19,12 @@ import pytest
 import torch
 
 metric_learn = pytest.importorskip("metric_learn")
-import metric_learn._util as ml_util  # noqa: E402
 from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine  # noqa: E402
-from sklearn.decomposition import PCA  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
-from sklearn.neighbors import KNeighborsClassifier  # noqa: E402
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 
+from benchmarks.speed import knn_error, metric_learn_on_this_sklearn, standardised_split  # noqa: E402
 from datasets.labeled import LabeledData  # noqa: E402
 from methods.base import RunContext  # noqa: E402
 from conftest import CONF  # noqa: E402
@@ -36,40 +33,14 @@ SEEDS = range(5)
 DATASETS = {"iris": load_iris, "wine": load_wine, "breast_cancer": load_breast_cancer, "digits": load_digits}
 
 
-def _renamed_keyword(check):
-    """metric-learn passes ``force_all_finite``, which scikit-learn >= 1.8 no longer accepts."""
-
-    @functools.wraps(check)
-    def wrapper(*args, **kwargs):
-        if "force_all_finite" in kwargs:
-            kwargs["ensure_all_finite"] = kwargs.pop("force_all_finite")
-        return check(*args, **kwargs)
-
-    return wrapper
-
-
 @pytest.fixture(scope="module", autouse=True)
-def metric_learn_on_this_sklearn():
-    saved = ml_util.check_array, ml_util.check_X_y
-    ml_util.check_array, ml_util.check_X_y = map(_renamed_keyword, saved)
-    yield
-    ml_util.check_array, ml_util.check_X_y = saved
+def metric_learn_keyword_renamed():
+    with metric_learn_on_this_sklearn():  # the shim the speed benchmark uses too
+        yield
 
 
 def _split(name: str, seed: int, pca: int | None = None):
-    x, y = DATASETS[name](return_X_y=True)
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.3, stratify=y, random_state=seed)
-    mean, std = x_tr.mean(0), x_tr.std(0)
-    std[std == 0] = 1.0
-    x_tr, x_te = (x_tr - mean) / std, (x_te - mean) / std
-    if pca is not None:
-        reduce = PCA(pca, random_state=0).fit(x_tr)
-        x_tr, x_te = reduce.transform(x_tr), reduce.transform(x_te)
-    return x_tr, x_te, y_tr, y_te
-
-
-def _knn_error(z_tr, y_tr, z_te, y_te) -> float:
-    return 1.0 - KNeighborsClassifier(n_neighbors=3).fit(z_tr, y_tr).score(z_te, y_te)
+    return standardised_split(DATASETS[name], seed, pca)
 
 
 def _ours(learner, x_tr, y_tr, x_te, seed):
@@ -116,11 +87,11 @@ def mean_errors(method: str, name: str) -> dict[str, float]:
     for seed in SEEDS:
         x_tr, x_te, y_tr, y_te = _split(name, seed, pca)
         ours, theirs = _make(method, seed)
-        errors["euclidean"].append(_knn_error(x_tr, y_tr, x_te, y_te))
+        errors["euclidean"].append(knn_error(x_tr, y_tr, x_te, y_te))
         z_tr, z_te, _ = _ours(ours, x_tr, y_tr, x_te, seed)
-        errors["ours"].append(_knn_error(z_tr, y_tr, z_te, y_te))
+        errors["ours"].append(knn_error(z_tr, y_tr, z_te, y_te))
         z_tr, z_te = _theirs(theirs, x_tr, y_tr, x_te)
-        errors["metric_learn"].append(_knn_error(z_tr, y_tr, z_te, y_te))
+        errors["metric_learn"].append(knn_error(z_tr, y_tr, z_te, y_te))
     means = {k: float(np.mean(v)) for k, v in errors.items()}
     print(f"\n{method:9s} {name:14s} " + "  ".join(f"{k} {v:.4f}" for k, v in means.items()))
     return means
