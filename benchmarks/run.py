@@ -22,6 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from benchmarks.environment import describe_device, git_revision, library_versions, pick_device, seed_everything
+from benchmarks.fit_cache import FitCache, fit_key
 from benchmarks.records import (RECORD_NAME, SCHEMA_VERSION, config_hash, read_record, store_record,
                                 write_csv_atomic, write_npz_atomic)
 from datasets.labeled import Standardizer
@@ -29,7 +30,7 @@ from datasets.splits import Split
 from methods.base import RunContext
 
 # Keys that change how a run is shown or where it is written, not what it computes.
-_NOT_HASHED = ("progress", "skip_existing", "results_dir", "run_dir", "study")
+_NOT_HASHED = ("progress", "skip_existing", "results_dir", "run_dir", "study", "fit_cache", "fit_cache_dir")
 
 
 def _identity(cfg: DictConfig) -> dict:
@@ -94,12 +95,7 @@ def execute(cfg: DictConfig) -> dict:
         learner.check(split.train)
         ctx = RunContext(device=device, seed=cfg.seed, progress=cfg.progress)
 
-        t_fit = time.perf_counter()
-        report = learner.fit(split.train, ctx)
-        record["fit"] = report.to_dict()
-        record["timings"]["fit_s"] = time.perf_counter() - t_fit
-        if report.iterations:
-            record["throughput"] = {"fit_steps_per_s": report.iterations / record["timings"]["fit_s"]}
+        learner = fit_or_load(cfg, learner, split, ctx, record)
 
         t_eval = time.perf_counter()
         result = protocol.evaluate(learner, split, ctx, data_seed=cfg.data_seed)
@@ -126,6 +122,39 @@ def execute(cfg: DictConfig) -> dict:
         print(summary_line(record) + ("" if where.name == RECORD_NAME else
                                       f"\n  (kept the earlier ok record; this attempt is in {where})"))
     return record
+
+
+def fit_or_load(cfg: DictConfig, learner, split: Split, ctx: RunContext, record: dict):
+    """Fit ``learner`` on the training split, or load the learner an earlier run fitted with the very same
+    data, config, seed and code (see ``benchmarks.fit_cache``). Fills the record's fit, timing and
+    throughput entries either way; returns the fitted learner."""
+    cache, key = None, None
+    if cfg.get("fit_cache", False):
+        cache = FitCache(cfg.fit_cache_dir)
+        part = lambda name: OmegaConf.to_container(cfg[name], resolve=True) if name in cfg else None  # noqa: E731
+        key = fit_key(method=part("method"), backbone=part("backbone"), budget=part("budget"),
+                      dataset=part("dataset"), seed=cfg.seed,
+                      train_index_sha=config_hash({"i": split.train_index.tolist()}), device_kind=ctx.device.type)
+        loaded = cache.load(key, ctx.device)
+        if loaded is not None:
+            learner, record["fit"], record["timings"]["fit_s"] = loaded
+            record["fit_cache"] = {"key": key, "loaded": True}
+            _fit_throughput(record)
+            return learner
+    t_fit = time.perf_counter()
+    report = learner.fit(split.train, ctx)
+    record["fit"] = report.to_dict()
+    record["timings"]["fit_s"] = time.perf_counter() - t_fit
+    _fit_throughput(record)
+    if cache is not None:
+        cache.store(key, learner, record["fit"], record["timings"]["fit_s"])
+        record["fit_cache"] = {"key": key, "loaded": False}
+    return learner
+
+
+def _fit_throughput(record: dict) -> None:
+    if record["fit"].get("iterations"):
+        record["throughput"] = {"fit_steps_per_s": record["fit"]["iterations"] / record["timings"]["fit_s"]}
 
 
 def summary_line(record: dict) -> str:

@@ -1,0 +1,76 @@
+"""Train once, evaluate under every protocol: fitted learners kept between runs.
+
+A study runs each (method, seed) under several protocols. When two of those runs train on the very same
+data (same dataset config, same training indices after the split) with the same learner config, budget,
+seed, device kind and code, the second one loads the learner the first one fitted instead of training it
+again. That makes a four-protocol study about four times cheaper, and it means every protocol judges the
+very same trained model.
+
+The key is a hash of everything the fit depends on, including a digest of the source files under
+``methods/`` and ``datasets/``: editing a learner's code invalidates its cached fits. A fit is written
+atomically (a killed run leaves no half file); an unreadable cache file is ignored and refitted.
+``fit_cache=false`` turns the cache off; ``fit_cache_dir`` says where it lives.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from benchmarks.records import atomic_write, config_hash
+
+_PROJECT = Path(__file__).resolve().parents[1]
+_CODE_PACKAGES = ("methods", "datasets")
+
+
+@lru_cache(maxsize=1)
+def code_digest() -> str:
+    """sha256 over the source of the packages a fit runs (file names and contents, in a fixed order)."""
+    h = hashlib.sha256()
+    for package in _CODE_PACKAGES:
+        for path in sorted((_PROJECT / package).rglob("*.py")):
+            h.update(str(path.relative_to(_PROJECT)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def fit_key(*, method: dict, backbone: dict | None, budget: dict, dataset: dict, seed: int,
+            train_index_sha: str, device_kind: str) -> str:
+    """The cache key of one fit: everything that decides what ``learner.fit`` produces."""
+    return config_hash({"method": method, "backbone": backbone, "budget": budget, "dataset": dataset,
+                        "seed": seed, "train_index_sha": train_index_sha, "device": device_kind,
+                        "code": code_digest()})
+
+
+class FitCache:
+    """Fitted learners (whole objects, pickled by ``torch.save``) with their fit reports, under ``root``."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.pt"
+
+    def load(self, key: str, device: torch.device):
+        """``(learner, fit_report_dict, fit_seconds)`` stored under ``key``, or None."""
+        path = self.path(key)
+        if not path.exists():
+            return None
+        try:
+            blob = torch.load(path, map_location=device, weights_only=False)
+            return blob["learner"], blob["fit"], blob["fit_s"]
+        except Exception as exc:  # a file from an older torch, or damaged: fit again and overwrite it
+            warnings.warn(f"fit cache: could not read {path} ({type(exc).__name__}: {exc}); fitting again")
+            return None
+
+    def store(self, key: str, learner, fit: dict, fit_s: float) -> Path:
+        buffer = io.BytesIO()
+        torch.save({"learner": learner, "fit": fit, "fit_s": fit_s}, buffer)
+        data = buffer.getvalue()
+        path = self.path(key)
+        atomic_write(path, lambda fh: fh.write(data))
+        return path

@@ -1,0 +1,73 @@
+"""Train once, evaluate under every protocol: the fit cache loads a learner only for the very same fit."""
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks.fit_cache import FitCache, fit_key
+from benchmarks.run import execute
+
+SMALL = ["budget.iterations=20", "budget.episodes=30", "study=cache"]
+
+
+@pytest.mark.parametrize("method", ["triplet", "lmnn", "mmc", "matching", "cosine"])
+def test_second_protocol_loads_the_fit_and_matches_a_fresh_fit(compose_cfg, method):
+    first = execute(compose_cfg(f"method={method}", "protocol=fewshot", *SMALL))
+    assert first["fit_cache"]["loaded"] is False
+    cached = execute(compose_cfg(f"method={method}", "protocol=verification", *SMALL))
+    assert cached["fit_cache"] == {"key": first["fit_cache"]["key"], "loaded": True}
+    assert cached["fit"] == first["fit"] and cached["timings"]["fit_s"] == first["timings"]["fit_s"]
+    fresh = execute(compose_cfg(f"method={method}", "protocol=verification", "fit_cache=false",
+                                "study=fresh", *SMALL[:2]))
+    assert "fit_cache" not in fresh
+    assert cached["metrics"] == fresh["metrics"]
+
+
+def test_a_different_seed_or_training_split_fits_again(compose_cfg):
+    a = execute(compose_cfg("method=protonet", "protocol=fewshot", *SMALL))
+    b = execute(compose_cfg("method=protonet", "protocol=fewshot", "seed=1", *SMALL))
+    c = execute(compose_cfg("method=protonet", "protocol=fewshot", "data_seed=1", *SMALL))
+    d = execute(compose_cfg("method=protonet", "protocol=fewshot", "method.learner.optimizer.lr=0.01", *SMALL))
+    keys = {r["fit_cache"]["key"] for r in (a, b, c, d)}
+    assert len(keys) == 4 and not any(r["fit_cache"]["loaded"] for r in (a, b, c, d))
+
+
+def test_key_covers_every_input():
+    base = dict(method={"name": "m", "lr": 1}, backbone=None, budget={"iterations": 10}, dataset={"name": "d"},
+                seed=0, train_index_sha="abc", device_kind="cpu")
+    changed = [dict(base, method={"name": "m", "lr": 2}), dict(base, backbone={"hidden": 3}),
+               dict(base, budget={"iterations": 11}), dict(base, dataset={"name": "e"}), dict(base, seed=1),
+               dict(base, train_index_sha="abd"), dict(base, device_kind="cuda")]
+    keys = {fit_key(**kw) for kw in [base, *changed]}
+    assert len(keys) == 1 + len(changed)
+    assert fit_key(**base) == fit_key(**dict(base))
+
+
+def test_code_change_invalidates(monkeypatch):
+    import benchmarks.fit_cache as fc
+    base = dict(method={}, backbone=None, budget={}, dataset={}, seed=0, train_index_sha="a", device_kind="cpu")
+    before = fit_key(**base)
+    monkeypatch.setattr(fc, "code_digest", lambda: "edited")
+    assert fit_key(**base) != before
+
+
+def test_damaged_cache_file_is_refitted_with_a_warning(compose_cfg):
+    first = execute(compose_cfg("method=triplet", "protocol=fewshot", *SMALL))
+    cfg = compose_cfg("method=triplet", "protocol=verification", *SMALL)
+    path = Path(cfg.fit_cache_dir) / f"{first['fit_cache']['key']}.pt"
+    path.write_bytes(b"not a pickle")
+    with pytest.warns(UserWarning, match="could not read .* fitting again"):
+        again = execute(cfg)
+    assert again["status"] == "ok" and again["fit_cache"]["loaded"] is False
+    assert torch.load(path, weights_only=False)["fit"] == again["fit"]  # rewritten whole
+
+
+def test_store_then_load_round_trip(tmp_path):
+    cache = FitCache(tmp_path)
+    module = torch.nn.Linear(3, 2)
+    cache.store("k", module, {"iterations": 1}, 0.5)
+    loaded, fit, fit_s = cache.load("k", torch.device("cpu"))
+    assert torch.equal(loaded.weight, module.weight) and fit == {"iterations": 1} and fit_s == 0.5
+    assert cache.load("missing", torch.device("cpu")) is None
+    assert not list(tmp_path.glob(".*.tmp"))
