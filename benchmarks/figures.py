@@ -51,7 +51,7 @@ def _ci_note(part: pd.DataFrame) -> str:
     seeds = f"{low}–{high}" if low != high else str(high)
     note = f"mean of {seeds} training seed{'s' if high > 1 else ''}, 95% CI over seeds"
     if (part["ci_over"] == "within run").any():
-        note += "; † rows: one seed or seed-independent, CI over episodes/queries"
+        note += "; † rows: one seed or seed-independent, CI over episodes/queries/held-out classes"
     if (part["ci_over"] == "none").any():
         note += "; no bar: one number per run, the same for every seed"
     return note

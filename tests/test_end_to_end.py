@@ -38,6 +38,9 @@ def test_one_run_per_protocol(compose_cfg, protocol):
     if protocol == "verification":
         roc = pd.read_csv(Path(cfg.run_dir) / record["curves"]["roc"])
         assert roc["fpr"].iloc[0] == 0 and roc["tpr"].iloc[-1] == 1
+        n_test_classes = len(record["split"]["test_classes"])
+        for m in record["metrics"].values():  # bootstrap over the held-out classes
+            assert m["n"] == n_test_classes and m["ci95"] is not None and m["ci95"] > 0
 
 
 def test_same_seed_same_numbers_and_same_episodes_for_every_method(compose_cfg, tmp_path):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from benchmarks.roc import auc, eer, roc_points, tar_at_far, thin
+from benchmarks.roc import auc, class_bootstrap, eer, roc_points, tar_at_far, thin
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -59,3 +59,62 @@ def test_thin_keeps_ends_and_order():
 def test_one_sided_pairs_are_an_error():
     with pytest.raises(ValueError, match="both"):
         roc_points(np.arange(4.0), np.ones(4, bool))
+
+
+def test_weights_count_pairs_as_repeats():
+    rng = np.random.default_rng(3)
+    scores = np.round(rng.normal(size=60), 1)  # ties
+    same = rng.random(60) < 0.4
+    w = rng.integers(0, 4, 60)
+    fw, tw, _ = roc_points(scores, same, w)
+    fr, tr, _ = roc_points(np.repeat(scores, w), np.repeat(same, w))
+    assert auc(fw, tw) == pytest.approx(auc(fr, tr)) and eer(fw, tw) == pytest.approx(eer(fr, tr))
+    assert auc(fw, tw) == pytest.approx(roc_auc_score(same, scores, sample_weight=w))
+
+
+def _explicit_replicate(emb_scores, labels, draw):
+    """Brute force: items of the drawn classes, one copy per draw; all pairs except two copies of a class."""
+    items = [(copy, i) for copy, c in enumerate(draw) for i in np.flatnonzero(labels == c)]
+    scores, same = [], []
+    for p in range(len(items)):
+        for q in range(p + 1, len(items)):
+            (cp, i), (cq, j) = items[p], items[q]
+            if labels[i] == labels[j] and cp != cq:
+                continue
+            scores.append(emb_scores[min(i, j), max(i, j)])
+            same.append(labels[i] == labels[j])
+    return roc_points(np.array(scores), np.array(same))
+
+
+def test_class_bootstrap_equals_explicit_resampling():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 3)
+    x = rng.normal(size=(12, 2)) + labels[:, None] * 0.7
+    sim = -np.linalg.norm(x[:, None] - x[None], axis=-1)
+    i, j = np.triu_indices(12, 1)
+    seed, n_boot = 5, 6
+    stats = {"auc": auc, "eer": eer, "tar": lambda f, t: tar_at_far(f, t, 0.1)}
+    got = class_bootstrap(sim[i, j], labels[i], labels[j], stats, n_boot=n_boot, seed=seed)
+    draws = np.random.default_rng(seed)
+    expected = {k: [] for k in stats}
+    for _ in range(n_boot):
+        draw = draws.integers(0, 4, 4)
+        if len(np.unique(draw)) < 2:
+            continue
+        f, t, _ = _explicit_replicate(sim, labels, np.sort(draw))
+        for k, fn in stats.items():
+            expected[k].append(fn(f, t))
+    assert len(expected["auc"]) >= 4
+    for k in stats:
+        np.testing.assert_allclose(got[k], expected[k], atol=1e-12)
+
+
+def test_class_bootstrap_spread_shrinks_with_more_classes():
+    def spread(n_classes):
+        rng = np.random.default_rng(1)
+        labels = np.repeat(np.arange(n_classes), 4)
+        x = rng.normal(size=(len(labels), 3)) + rng.normal(size=(n_classes, 3))[labels] * 1.5
+        sim = -np.linalg.norm(x[:, None] - x[None], axis=-1)
+        i, j = np.triu_indices(len(labels), 1)
+        return class_bootstrap(sim[i, j], labels[i], labels[j], {"auc": auc}, n_boot=200, seed=0)["auc"].std()
+    assert spread(40) < spread(5)
