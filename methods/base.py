@@ -118,6 +118,22 @@ class EmbeddingLearner(nn.Module):
     def adapt(self, support_emb: Tensor, support_y: Tensor) -> Scorer:
         return PrototypeScorer(class_means(support_emb, support_y), self.distance)
 
+    def score_episodes(self, support_emb: Tensor, support_y: Tensor, query_emb: Tensor) -> Tensor:
+        """Many episodes at once: (E, S, d) supports sharing the labels ``support_y`` (S,) and (E, Q, d)
+        queries give (E, Q, n_way) scores, the same as ``adapt(support_emb[e], support_y).score(query_emb[e])``
+        for each episode e. The few-shot protocol uses it when a learner has it; a subclass that changes
+        ``adapt`` sets ``score_episodes = None`` (or writes its own)."""
+        n_ep, n_query, dim = query_emb.shape
+        n_way = int(support_y.max()) + 1
+        onehot = torch.nn.functional.one_hot(support_y, n_way).to(support_emb.dtype)  # (S, n_way)
+        sums = torch.einsum("esd,sn->end", support_emb, onehot)
+        prototypes = sums / onehot.sum(0).clamp_min(1)[None, :, None]
+        # one distance matrix over all queries and all prototypes of the chunk, then each episode's block
+        sim = similarity(self.distance, query_emb.reshape(-1, dim), prototypes.reshape(-1, dim))
+        sim = sim.view(n_ep, n_query, n_ep, n_way)
+        episode = torch.arange(n_ep, device=sim.device)
+        return sim[episode, :, episode, :]
+
     @property
     def device(self) -> torch.device:
         for p in self.parameters():

@@ -66,6 +66,8 @@ class CosineHead(nn.Module):
 
 
 class CosineClassifier(EmbeddingLearner):
+    score_episodes = None  # its own adapt: the few-shot protocol scores its episodes one at a time
+
     def __init__(self, backbone: nn.Module, optimizer: Callable, iterations: int, batch_size: int = 64,
                  sampler: str = "shuffled", m_per_class: int = 4, scale: float | None = None,
                  scale_class_threshold: int = 200, learn_norms: bool = True) -> None:

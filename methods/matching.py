@@ -108,6 +108,8 @@ class MatchingScorer:
 
 
 class MatchingNetwork(EmbeddingLearner):
+    score_episodes = None  # its own adapt: the few-shot protocol scores its episodes one at a time
+
     def __init__(self, backbone: nn.Module, optimizer: Callable, iterations: int, n_way: int = 5, k_shot: int = 5,
                  n_query: int = 5, fce: bool = False, fce_steps: int | None = None, feature_dim: int | None = None,
                  scale: float = 1.0) -> None:

@@ -42,3 +42,13 @@ def test_contract(compose_cfg, method, backbone, make):
     before = scorer.score(emb[query]).clone()
     learner.adapt(emb[query[:n_way]], torch.arange(n_way))
     assert torch.equal(scorer.score(emb[query]), before)
+    # batched scoring, where a learner offers it, is the per-episode adapt + score, episode by episode
+    batched = getattr(learner, "score_episodes", None)
+    if batched is not None:
+        support_y = torch.arange(n_way).repeat_interleave(k)
+        other = torch.cat([torch.nonzero(data.y == c).flatten()[-k:] for c in range(n_way)])
+        supports, queries = torch.stack([emb[support], emb[other]]), torch.stack([emb[query], emb[query].flip(0)])
+        together = batched(supports, support_y, queries)
+        one_by_one = torch.stack([learner.adapt(s, support_y).score(q) for s, q in zip(supports, queries)])
+        torch.testing.assert_close(together, one_by_one, rtol=1e-5, atol=1e-5)
+        assert torch.equal(together.argmax(2), one_by_one.argmax(2))

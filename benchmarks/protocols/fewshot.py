@@ -1,7 +1,7 @@
 """Few-shot classification: accuracy over E episodes on held-out classes, mean and 95% CI.
 
 Every test sample is embedded once; each episode then adapts the learner on the embedded support set and
-scores the embedded queries. Episodes come from the data seed, so every learner sees the very same ones.
+scores the embedded queries, in batches of episodes for learners that offer ``score_episodes``. Episodes come from the data seed, so every learner sees the very same ones.
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ class FewShotProtocol:
     n_query: int = 15
     n_episodes: int = 600
     split: Any = field(default_factory=ClassDisjointSplit)
+    episodes_per_batch: int = 32  # episodes scored together by learners with ``score_episodes``
     name: str = "fewshot"
 
     def check_learner(self, learner: Learner) -> None:
@@ -55,19 +56,31 @@ class FewShotProtocol:
         for k, eps in all_episodes.items():
             support_y = torch.arange(self.n_way).repeat_interleave(k)
             query_y = torch.arange(self.n_way).repeat_interleave(self.n_query)
-            correct = torch.empty(eps.n_episodes)
-            bar = tqdm(range(eps.n_episodes), desc=f"{self.n_way}-way {k}-shot", disable=not ctx.progress,
-                       leave=False, mininterval=1.0)
-            for e in bar:
-                scorer = learner.adapt(emb[position[eps.support[e].flatten()]], support_y)
-                scores = scorer.score(emb[position[eps.query[e].flatten()]])
-                if scores.shape != (len(query_y), self.n_way):
-                    raise ValueError(f"scorer returned shape {tuple(scores.shape)}, "
-                                     f"expected {(len(query_y), self.n_way)}")
-                correct[e] = (scores.argmax(1) == query_y).float().mean()
+            correct = self._score(learner, emb, position, eps, support_y, query_y, ctx, f"{self.n_way}-way {k}-shot")
             name = metric_name(self.n_way, k)
             metrics[name] = mean_ci(correct.numpy())
             # indices into the test split; the record keeps the split's own indices into the dataset
             artifacts[f"episodes_{name}"] = {"classes": eps.classes.numpy(), "support": eps.support.numpy(),
                                              "query": eps.query.numpy()}
         return ProtocolResult(metrics=metrics, artifacts=artifacts)
+
+    def _score(self, learner: Learner, emb, position, eps, support_y, query_y, ctx: RunContext, desc: str):
+        """Per-episode accuracy: ``episodes_per_batch`` episodes at a time through the learner's
+        ``score_episodes`` when it has one, else one ``adapt`` + ``score`` per episode."""
+        batched = getattr(learner, "score_episodes", None)
+        step = self.episodes_per_batch if batched is not None else 1
+        expected = (len(query_y), self.n_way)
+        correct = torch.empty(eps.n_episodes)
+        bar = tqdm(range(0, eps.n_episodes, step), desc=desc, disable=not ctx.progress, leave=False, mininterval=1.0)
+        for start in bar:
+            rows = slice(start, min(start + step, eps.n_episodes))
+            support = emb[position[eps.support[rows].flatten()]].view(-1, len(support_y), emb.shape[1])
+            query = emb[position[eps.query[rows].flatten()]].view(-1, len(query_y), emb.shape[1])
+            if batched is not None:
+                scores = batched(support, support_y, query)
+            else:
+                scores = learner.adapt(support[0], support_y).score(query[0])[None]
+            if scores.shape[1:] != expected:
+                raise ValueError(f"scorer returned shape {tuple(scores.shape[1:])} per episode, expected {expected}")
+            correct[rows] = (scores.argmax(2) == query_y).float().mean(1)
+        return correct
