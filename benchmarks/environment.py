@@ -5,6 +5,7 @@ import os
 import platform
 import random
 import subprocess
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
@@ -47,7 +48,11 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+@lru_cache(maxsize=1)
 def git_revision() -> str:
+    """The commit (with ``-dirty`` for uncommitted changes) when this process first asked: a long sweep runs
+    the code it imported at its start, whatever is checked out later, so later records must not name a
+    later commit."""
     here = Path(__file__).resolve().parent
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)

@@ -173,5 +173,8 @@ def main(cfg: DictConfig) -> None:
     execute(cfg)
 
 
+git_revision()  # the commit of the code this process imported, asked once before any run
+
+
 if __name__ == "__main__":
     sys.exit(main())
