@@ -63,8 +63,8 @@ def test_fewer_seeds_fails(results, capsys):
     assert "FEWER SEEDS" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("study", ["smoke_digits", "ci_fashion_mnist", "ci_omniglot", "ci_orl_faces", "omniglot",
-                                   "orl_faces"])
+@pytest.mark.parametrize("study", ["smoke_digits", "ci_fashion_mnist", "ci_omniglot", "ci_orl_faces",
+                                   "fashion_mnist", "omniglot", "orl_faces"])
 def test_committed_reference_covers_its_preset(study):
     """Each committed reference holds exactly the methods and protocols its preset sweeps."""
     from pathlib import Path
