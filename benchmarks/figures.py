@@ -54,13 +54,21 @@ def _ci_note(part: pd.DataFrame) -> str:
         note += "; † rows: one seed or seed-independent, CI over episodes/queries/held-out classes"
     if (part["ci_over"] == "none").any():
         note += "; no bar: one number per run, the same for every seed"
-    return note
+    return note + "; bars cut at 0 and 1"
 
 
 def _labels(part: pd.DataFrame, methods: list[str]) -> list[str]:
     refs = set(part[part["reference_row"]]["method"])
     within = set(part[part["ci_over"] == "within run"]["method"])
     return [f"{m}{' †' if m in within else ''}{chr(10) + '(ref.)' if m in refs else ''}" for m in methods]
+
+
+def clipped_err(means, ci95s) -> np.ndarray:
+    """(2, n) error-bar lengths for mean ± ci95, the bar cut at 0 and 1: every metric here is a rate, and a
+    symmetric interval (normal or Student t) can reach past the ends of a rate near them."""
+    mean = np.asarray(means, dtype=float)
+    ci = np.nan_to_num(np.asarray(ci95s, dtype=float), nan=0.0)
+    return np.vstack([mean - np.maximum(mean - ci, 0.0), np.minimum(mean + ci, 1.0) - mean]).clip(min=0.0)
 
 
 def fewshot_bars(table: pd.DataFrame, out: Path) -> list[Path]:
@@ -73,7 +81,7 @@ def fewshot_bars(table: pd.DataFrame, out: Path) -> list[Path]:
         for i, metric in enumerate(names):
             rows = part[part["metric"] == metric].set_index("method").reindex(methods)
             x = np.arange(len(methods)) + (i - (len(names) - 1) / 2) * width
-            ax.bar(x, rows["mean"], width, yerr=rows["ci95"].astype(float).fillna(0), capsize=3, label=pretty(metric))
+            ax.bar(x, rows["mean"], width, yerr=clipped_err(rows["mean"], rows["ci95"]), capsize=3, label=pretty(metric))
         ways = {int(re.findall(r"\d+", m)[0]) for m in names}
         for n in ways:
             ax.axhline(1 / n, color="grey", ls=":", lw=1)
@@ -102,8 +110,7 @@ def metric_panels(table: pd.DataFrame, protocol: str, out: Path) -> list[Path]:
             rows = part[part["metric"] == metric].set_index("method").reindex(methods)
             for yi, m in zip(y, methods):
                 r = rows.loc[m]
-                ci = 0.0 if pd.isna(r["ci95"]) else float(r["ci95"])
-                ax.errorbar(r["mean"], yi, xerr=ci, fmt="o", mfc="white" if m in refs else "C0", color="C0", capsize=3)
+                ax.errorbar(r["mean"], yi, xerr=clipped_err([r["mean"]], [r["ci95"]]), fmt="o", mfc="white" if m in refs else "C0", color="C0", capsize=3)
             ax.set_title(pretty(metric), fontsize=9)
             ax.grid(axis="x", alpha=0.3)
             ax.tick_params(axis="x", labelsize=8)
