@@ -2,9 +2,9 @@
 
 A study runs each (method, seed) under several protocols. When two of those runs train on the very same
 data (same dataset config, same training indices after the split) with the same learner config, budget,
-seed, device kind and code, the second one loads the learner the first one fitted instead of training it
-again. That makes a four-protocol study about four times cheaper, and it means every protocol judges the
-very same trained model.
+seed, device kind, CPU thread count and code, the second one loads the learner the first one fitted
+instead of training it again. A four-protocol study trains each learner about twice instead of four
+times (``knn`` has its own split), and every protocol that shares a split judges the same trained model.
 
 The key is a hash of everything the fit depends on, including a digest of the source files under
 ``methods/`` and ``datasets/``: editing a learner's code invalidates its cached fits. A fit is written
@@ -39,11 +39,14 @@ def code_digest() -> str:
 
 
 def fit_key(*, method: dict, backbone: dict | None, budget: dict, dataset: dict, seed: int,
-            train_index_sha: str, device_kind: str) -> str:
-    """The cache key of one fit: everything that decides what ``learner.fit`` produces."""
+            train_index_sha: str, device_kind: str, threads: int | None = None) -> str:
+    """The cache key of one fit: everything that decides what ``learner.fit`` produces. The CPU thread
+    count is part of it (default: torch's current one): parallel float sums round differently with
+    another number of threads, and after a few hundred steps the trained nets differ measurably."""
+    threads = torch.get_num_threads() if threads is None else threads
     return config_hash({"method": method, "backbone": backbone, "budget": budget, "dataset": dataset,
                         "seed": seed, "train_index_sha": train_index_sha, "device": device_kind,
-                        "code": code_digest()})
+                        "threads": threads, "code": code_digest()})
 
 
 class FitCache:

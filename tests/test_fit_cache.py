@@ -35,10 +35,10 @@ def test_a_different_seed_or_training_split_fits_again(compose_cfg):
 
 def test_key_covers_every_input():
     base = dict(method={"name": "m", "lr": 1}, backbone=None, budget={"iterations": 10}, dataset={"name": "d"},
-                seed=0, train_index_sha="abc", device_kind="cpu")
+                seed=0, train_index_sha="abc", device_kind="cpu", threads=2)
     changed = [dict(base, method={"name": "m", "lr": 2}), dict(base, backbone={"hidden": 3}),
                dict(base, budget={"iterations": 11}), dict(base, dataset={"name": "e"}), dict(base, seed=1),
-               dict(base, train_index_sha="abd"), dict(base, device_kind="cuda")]
+               dict(base, train_index_sha="abd"), dict(base, device_kind="cuda"), dict(base, threads=1)]
     keys = {fit_key(**kw) for kw in [base, *changed]}
     assert len(keys) == 1 + len(changed)
     assert fit_key(**base) == fit_key(**dict(base))
