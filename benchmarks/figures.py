@@ -81,7 +81,8 @@ def fewshot_bars(table: pd.DataFrame, out: Path) -> list[Path]:
         for i, metric in enumerate(names):
             rows = part[part["metric"] == metric].set_index("method").reindex(methods)
             x = np.arange(len(methods)) + (i - (len(names) - 1) / 2) * width
-            ax.bar(x, rows["mean"], width, yerr=clipped_err(rows["mean"], rows["ci95"]), capsize=3, label=pretty(metric))
+            ax.bar(x, rows["mean"], width, yerr=clipped_err(rows["mean"], rows["ci95"]), capsize=3,
+                   label=pretty(metric))
         ways = {int(re.findall(r"\d+", m)[0]) for m in names}
         for n in ways:
             ax.axhline(1 / n, color="grey", ls=":", lw=1)
@@ -110,7 +111,8 @@ def metric_panels(table: pd.DataFrame, protocol: str, out: Path) -> list[Path]:
             rows = part[part["metric"] == metric].set_index("method").reindex(methods)
             for yi, m in zip(y, methods):
                 r = rows.loc[m]
-                ax.errorbar(r["mean"], yi, xerr=clipped_err([r["mean"]], [r["ci95"]]), fmt="o", mfc="white" if m in refs else "C0", color="C0", capsize=3)
+                ax.errorbar(r["mean"], yi, xerr=clipped_err([r["mean"]], [r["ci95"]]), fmt="o",
+                            mfc="white" if m in refs else "C0", color="C0", capsize=3)
             ax.set_title(pretty(metric), fontsize=9)
             ax.grid(axis="x", alpha=0.3)
             ax.tick_params(axis="x", labelsize=8)

@@ -90,8 +90,8 @@ def markdown(table: pd.DataFrame) -> str:
             part = table[(table["dataset"] == dataset) & (table["protocol"] == protocol)]
             note = "mean over training seeds ± 95% CI over seeds (Student t; symmetric, not clipped to [0, 1])"
             if (part["ci_over"] == "within run").any():
-                note += ("; † the interval is the run's own (over episodes, queries, test samples, or held-out classes for verification): one training "
-                         "seed was run, or the seed does not change this row")
+                note += ("; † the interval is the run's own (over episodes, queries, test samples, or held-out "
+                         "classes for verification): one training seed was run, or the seed does not change this row")
             if (part["ci_over"] == "none").any():
                 note += "; no interval: a single number per run and a single distinct value over seeds"
             arrows = ", ".join(sorted(set(part[part["lower_is_better"]]["metric"])))

@@ -131,7 +131,9 @@ def fit_or_load(cfg: DictConfig, learner, split: Split, ctx: RunContext, record:
     cache, key = None, None
     if cfg.get("fit_cache", False):
         cache = FitCache(cfg.fit_cache_dir)
-        part = lambda name: OmegaConf.to_container(cfg[name], resolve=True) if name in cfg else None  # noqa: E731
+
+        def part(name: str):
+            return OmegaConf.to_container(cfg[name], resolve=True) if name in cfg else None
         key = fit_key(method=part("method"), backbone=part("backbone"), budget=part("budget"),
                       dataset=part("dataset"), seed=cfg.seed,
                       train_index_sha=config_hash({"i": split.train_index.tolist()}), device_kind=ctx.device.type)

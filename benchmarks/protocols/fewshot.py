@@ -1,7 +1,8 @@
 """Few-shot classification: accuracy over E episodes on held-out classes, mean and 95% CI.
 
 Every test sample is embedded once; each episode then adapts the learner on the embedded support set and
-scores the embedded queries, in batches of episodes for learners that offer ``score_episodes``. Episodes come from the data seed, so every learner sees the very same ones.
+scores the embedded queries, in batches of episodes for learners that offer ``score_episodes``. Episodes
+come from the data seed, so every learner sees the very same ones.
 """
 from __future__ import annotations
 
