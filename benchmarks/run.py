@@ -10,6 +10,7 @@ write the record atomically. A failed run writes a record that says so, then rai
 from __future__ import annotations
 
 import copy
+import dataclasses
 import sys
 import time
 import traceback
@@ -54,8 +55,7 @@ def prepare_split(cfg: DictConfig, protocol) -> Split:
     split = protocol.split(data, seed=cfg.data_seed)
     if cfg.dataset.standardize:
         scale = Standardizer.fit(split.train.x)
-        split = Split(scale(split.train), scale(split.test), split.train_index, split.test_index, split.kind,
-                      transform=scale)
+        split = dataclasses.replace(split, train=scale(split.train), test=scale(split.test), transform=scale)
     return split
 
 

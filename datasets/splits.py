@@ -2,7 +2,8 @@
 
 ``ClassDisjointSplit`` holds out whole classes (few-shot, retrieval, verification: the test classes
 are never seen in training). ``WithinClassSplit`` holds out samples of every class (the k-NN protocol
-of LMNN and MMC).
+of LMNN and MMC). ``PublishedSplit`` follows the split a data set's publishers fixed
+(``LabeledData.partition``: CUB-200-2011, Cars196, Stanford Online Products, In-shop), whatever the seed.
 """
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from typing import Callable
 
 import torch
 
-from datasets.labeled import LabeledData
+from datasets.labeled import GALLERY, TRAIN, LabeledData
 
 
 class SplitError(ValueError):
     """A split that the data cannot give."""
+
+
+QUERY_ROLE, GALLERY_ROLE = 0, 1  # Split.test_roles values
 
 
 @dataclass(frozen=True)
@@ -28,15 +32,27 @@ class Split:
     # The input transform fitted on the training side and already applied to both sides (the runner's
     # standardisation), or None. A protocol that reads test inputs of its own applies it to them too.
     transform: Callable[[LabeledData], LabeledData] | None = None
+    # Per test sample: QUERY_ROLE (0) or GALLERY_ROLE (1), where the test side is queries searched in a
+    # separate gallery (In-shop); None: every test sample is a query searched among all the others.
+    test_roles: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.test_roles is not None and tuple(self.test_roles.shape) != (len(self.test),):
+            raise ValueError(f"test_roles has shape {tuple(self.test_roles.shape)}; it needs one entry per test "
+                             f"sample ({len(self.test)})")
 
     def describe(self) -> dict:
-        return {
+        described = {
             "kind": self.kind,
             "train_classes": [int(c) for c in self.train.present_classes],
             "test_classes": [int(c) for c in self.test.present_classes],
             "n_train": len(self.train),
             "n_test": len(self.test),
         }
+        if self.test_roles is not None:
+            described["n_query"] = int((self.test_roles == QUERY_ROLE).sum())
+            described["n_gallery"] = int((self.test_roles == GALLERY_ROLE).sum())
+        return described
 
 
 def _count(value: float | int, total: int, what: str) -> int:
@@ -90,3 +106,31 @@ class WithinClassSplit:
         test_index = torch.sort(torch.cat(test_parts)).values
         return Split(data.subset(train_index, f"{data.name}/train"), data.subset(test_index, f"{data.name}/test"),
                      train_index, test_index, kind="within_class")
+
+
+@dataclass(frozen=True)
+class PublishedSplit:
+    """The split published with the data set, read from ``LabeledData.partition``: samples marked train
+    train, the rest are the test side (the seed plays no part). Where the test side has gallery samples
+    (In-shop), ``test_roles`` marks each test sample as a query (0) or a gallery item (1); otherwise it is
+    None (all-vs-all retrieval among the test samples)."""
+
+    def __call__(self, data: LabeledData, seed: int) -> Split:
+        if data.partition is None:
+            raise SplitError(f"{data.name} has no published split (LabeledData.partition is None); use a data set "
+                             "that ships one (dataset=cub, cars196, sop, inshop) or a seeded split such as "
+                             "datasets.splits.ClassDisjointSplit (e.g. protocol=retrieval)")
+        is_train = data.partition == TRAIN
+        train_index = torch.nonzero(is_train).flatten()
+        test_index = torch.nonzero(~is_train).flatten()
+        if not len(train_index) or not len(test_index):
+            side = "training" if not len(train_index) else "test"
+            raise SplitError(f"{data.name}: the published split leaves no {side} samples")
+        is_gallery = data.partition[test_index] == GALLERY
+        roles = None
+        if bool(is_gallery.any()):
+            if bool(is_gallery.all()):
+                raise SplitError(f"{data.name}: the published test side is all gallery, with no queries")
+            roles = torch.where(is_gallery, GALLERY_ROLE, QUERY_ROLE).to(torch.int64)
+        return Split(data.subset(train_index, f"{data.name}/train"), data.subset(test_index, f"{data.name}/test"),
+                     train_index, test_index, kind="published", test_roles=roles)

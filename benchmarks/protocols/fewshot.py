@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from benchmarks.protocols.base import ProtocolResult, require
 from benchmarks.stats import mean_ci
 from datasets.episodes import check_episode_shape, sample_episodes
+from datasets.image_files import take
 from datasets.splits import ClassDisjointSplit, Split
 from methods.base import Learner, RunContext, embed_all
 
@@ -52,7 +53,7 @@ class FewShotProtocol:
                                        for e in all_episodes.values()]))
         position = torch.full((len(split.test),), -1, dtype=torch.long)
         position[used] = torch.arange(len(used))
-        emb = embed_all(learner, split.test.x[used])
+        emb = embed_all(learner, take(split.test.x, used))  # lazy images: decoded batch by batch
         metrics, artifacts = {}, {}
         for k, eps in all_episodes.items():
             support_y = torch.arange(self.n_way).repeat_interleave(k)

@@ -17,6 +17,7 @@ from benchmarks.protocols.base import ProtocolResult, require
 from benchmarks.protocols.sampling import cap_per_class
 from benchmarks.roc import auc, class_bootstrap, eer, roc_points, tar_at_far, thin
 from benchmarks.stats import Metric, single
+from datasets.image_files import take
 from datasets.splits import ClassDisjointSplit, Split
 from methods.base import Learner, RunContext, embed_all, similarity
 
@@ -51,7 +52,7 @@ class VerificationProtocol:
     def evaluate(self, learner: Learner, split: Split, ctx: RunContext, data_seed: int) -> ProtocolResult:
         self.check(split)
         keep = cap_per_class(split.test.y, self.max_per_class, seed=data_seed)
-        emb = embed_all(learner, split.test.x[keep])
+        emb = embed_all(learner, take(split.test.x, keep))  # lazy images: decoded batch by batch
         labels = split.test.y[keep]
         i, j = torch.triu_indices(len(labels), len(labels), offset=1)
         sim = similarity(learner.distance, emb, emb)

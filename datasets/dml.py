@@ -1,0 +1,103 @@
+"""What the deep-metric-learning image sets share (CUB-200-2011, Cars196, Stanford Online Products,
+In-shop): reading their whitespace-separated annotation files with errors that name the file and line,
+and turning (image path, class, published partition) rows into a ``LabeledData`` whose inputs are a lazy
+``ImageFiles`` array, after checking at load time that every image the annotations name exists.
+
+Class ids in the files become labels 0..C-1 in sorted order of the ids; ``partition`` holds the published
+split (``datasets.labeled.TRAIN`` / ``TEST`` / ``GALLERY``), read by ``datasets.splits.PublishedSplit``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from datasets.fashion_mnist import DatasetNotFoundError
+from datasets.image_files import ImageFiles, check_header
+from datasets.labeled import LabeledData
+
+
+class AnnotationError(ValueError):
+    """An annotation file is malformed or names something that is not there."""
+
+
+def folder_holding(root: str | Path, folder: str | None, marker: str) -> Path | None:
+    """``root/folder`` when it holds ``marker``, else ``root`` itself when it does (the user pointed at the
+    data set's own folder), else None."""
+    root = Path(root)
+    for candidate in ([root / folder] if folder else []) + [root]:
+        if (candidate / marker).exists():
+            return candidate
+    return None
+
+
+def read_rows(path: Path, n_columns: int, skip: int = 0, fix: str = "") -> list[tuple[int, list[str]]]:
+    """(line number, fields) of every non-empty line after the first ``skip``, split on whitespace into
+    exactly ``n_columns`` fields (the last one keeps any spaces). A missing file or a bad line raises
+    ``AnnotationError`` naming the file, the line and ``fix``."""
+    if not path.is_file():
+        raise DatasetNotFoundError(f"{path} is missing; it is one of the annotation files the data set is "
+                                   f"published with. {fix}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AnnotationError(f"{path} cannot be read as text ({exc}); replace it with the published copy. "
+                              f"{fix}") from exc
+    rows = []
+    for number, line in enumerate(text.splitlines()[skip:], start=skip + 1):
+        if not line.strip():
+            continue
+        fields = line.split(maxsplit=n_columns - 1)
+        if len(fields) != n_columns:
+            raise AnnotationError(f"{path} line {number} has {len(fields)} field(s), expected {n_columns}: "
+                                  f"{line.strip()!r}; the file is damaged: replace it with the published copy. {fix}")
+        rows.append((number, fields))
+    if not rows:
+        raise AnnotationError(f"{path} holds no entries; replace it with the published copy. {fix}")
+    return rows
+
+
+def to_int(value: str, path: Path, number: int, what: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise AnnotationError(f"{path} line {number}: {what} {value!r} is not an integer; the file is damaged: "
+                              "replace it with the published copy") from None
+
+
+def labels_for(ids: Sequence) -> tuple[list, torch.Tensor]:
+    """The distinct ids in sorted order and each sample's position among them (int64)."""
+    distinct = sorted(set(ids))
+    position = {v: i for i, v in enumerate(distinct)}
+    return distinct, torch.tensor([position[v] for v in ids], dtype=torch.int64)
+
+
+def image_data(folder: Path, relative_paths: Sequence[str], labels: torch.Tensor, classes: list[str],
+               partition: Sequence[int], transform: Callable, name: str, listed_in: str, fix: str,
+               groups: torch.Tensor | None = None, verify_images: bool = False, workers: int = 0) -> LabeledData:
+    """A ``LabeledData`` of the images ``folder/relative_paths`` (lazy ``ImageFiles``). Every file must
+    exist (checked now, so that a missing image fails before training); ``verify_images`` also opens each
+    one's header now. ``listed_in``: the annotation file that names the images, and ``fix``: how to
+    restore them, for the errors."""
+    paths = [folder / p for p in relative_paths]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        shown = ", ".join(str(p) for p in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise DatasetNotFoundError(f"{name}: {listed_in} names {len(missing)} image(s) that are not there: {shown}. "
+                                   f"The images are incomplete. {fix}")
+    if verify_images:
+        for p in paths:
+            check_header(p)
+    x = ImageFiles(paths, transform, workers=workers)
+    return LabeledData(x=x, y=labels, classes=list(classes), groups=groups, name=name,
+                       partition=torch.as_tensor(list(partition), dtype=torch.int64))
+
+
+def default_transform(transform: Callable | None) -> Callable:
+    """The transform given, or the DML evaluation transform (256 resize, 224 centre crop, ImageNet)."""
+    if transform is not None:
+        return transform
+    from datasets.transforms import EvalTransform
+
+    return EvalTransform()
