@@ -3,7 +3,9 @@
 - few-shot accuracy: grouped bars (one group per method, one bar per shot), 95% CI error bars, chance level;
 - every other protocol: small multiples, one panel per metric with its own axis, a dot per method with its
   95% CI (so a 0.97-vs-0.99 difference in P@1 is not flattened by NMI on the same axis);
-- verification: ROC curves per method on a log false-accept axis.
+- verification: ROC curves per method on a log false-accept axis;
+- a sweep over a size: methods named ``<family>_k<N>`` (e.g. divide and conquer with N learners) also get,
+  per protocol, one panel per metric with the metric against N, a line per family and a 95% CI band.
 Reference rows are marked "(ref.)"; a hollow marker or dashed line means a reference row.
 """
 from __future__ import annotations
@@ -155,10 +157,44 @@ def roc_curves(roc: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]:
     return written
 
 
+SWEPT = re.compile(r"(?P<family>.+)_k(?P<k>\d+)")
+
+
+def k_sweeps(table: pd.DataFrame, out: Path) -> list[Path]:
+    """Metric against N for every family of methods named ``<family>_k<N>`` with two or more N."""
+    written = []
+    parsed = table["method"].str.extract(SWEPT.pattern)
+    swept = table.assign(family=parsed["family"], k=pd.to_numeric(parsed["k"])).dropna(subset=["family"])
+    for (dataset, protocol), part in swept.groupby(["dataset", "protocol"], sort=False):
+        if part.groupby("family")["k"].nunique().max() < 2:
+            continue
+        names = [m for m in PANELS.get(protocol, list(dict.fromkeys(part["metric"]))) if m in set(part["metric"])]
+        fig, axes = plt.subplots(1, len(names), figsize=(0.8 + 2.6 * len(names), 3.2), squeeze=False)
+        ks = sorted(part["k"].unique())
+        for ax, metric in zip(axes[0], names):
+            for i, (family, rows) in enumerate(part[part["metric"] == metric].groupby("family", sort=False)):
+                rows = rows.sort_values("k")
+                ci = rows["ci95"].fillna(0.0)
+                colour = plt.cm.tab10.colors[i % 10]
+                ax.plot(rows["k"], rows["mean"], "o-", color=colour, label=family)
+                ax.fill_between(rows["k"], (rows["mean"] - ci).clip(lower=0), (rows["mean"] + ci).clip(upper=1),
+                                color=colour, alpha=0.2)
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(ks, [str(int(k)) for k in ks])
+            ax.set_xlabel("K")
+            ax.set_title(pretty(metric), fontsize=9)
+            ax.grid(alpha=0.3)
+        axes[0][-1].legend(fontsize=8, loc="best")
+        title = f"{dataset}: {protocol} against K ({_ci_note(part)}; bands: 95% CI)"
+        fig.suptitle("\n".join(textwrap.wrap(title, max(40, int(fig.get_figwidth() * 13)))), fontsize=9)
+        written.append(_save(fig, out / f"{dataset}_{protocol}_vs_k.png"))
+    return written
+
+
 def draw_all(table: pd.DataFrame, roc: pd.DataFrame, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = fewshot_bars(table, out)
     for protocol in dict.fromkeys(table["protocol"]):
         if protocol != "fewshot":
             written += metric_panels(table, protocol, out)
-    return written + roc_curves(roc, table, out)
+    return written + k_sweeps(table, out) + roc_curves(roc, table, out)
