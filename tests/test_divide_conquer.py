@@ -197,3 +197,21 @@ def test_bad_settings_are_clear_errors():
     learner = DivideAndConquer(backbone, adam, 5, MarginLoss(), None, FixedSlices(), n_learners=8, embedding_dim=8)
     with pytest.raises(ValueError, match="n_learners"):
         learner.check(blobs(n_classes=2, per_class=2, dim=4))
+
+
+def test_any_library_loss_and_its_parameters_train():
+    from pytorch_metric_learning.losses import TripletMarginLoss
+
+    data = blobs(n_classes=6, per_class=12, dim=6)
+    torch.manual_seed(0)
+    other = DivideAndConquer(MLP(input_shape=(6,), hidden=(16,), out_features=16), adam, 12, TripletMarginLoss(),
+                             None, FixedSlices(), n_learners=2, embedding_dim=8, m_per_class=4, classes_per_batch=3)
+    assert other.fit(data, RunContext(progress=False)).final_loss is not None
+    # a loss with a learnable parameter (the margin loss's beta): each learner's own copy is trained
+    learned = DivideAndConquer(MLP(input_shape=(6,), hidden=(16,), out_features=16),
+                               lambda p: torch.optim.SGD(p, lr=0.5), 30, MarginLoss(learn_beta=True), None,
+                               FixedSlices(), n_learners=2, embedding_dim=8, m_per_class=4, classes_per_batch=3)
+    learned.fit(data, RunContext(progress=False))
+    betas = [float(loss.beta.detach()) for loss in learned.losses] + [float(learned.final_loss.beta.detach())]
+    assert all(b != pytest.approx(1.2, abs=1e-6) for b in betas)
+    assert len(set(round(b, 6) for b in betas)) == 3
