@@ -177,7 +177,9 @@ class DivideAndConquer(EmbeddingLearner):
         was_training = self.training
         self.eval()
         try:
-            parts = [F.normalize(self.encoder(x[i:i + batch]).float(), dim=1).cpu() for i in range(0, len(x), batch)]
+            device = self.device
+            parts = [F.normalize(self.encoder(x[i:i + batch].to(device)).float(), dim=1).cpu()
+                     for i in range(0, len(x), batch)]
         finally:
             self.train(was_training)
         return torch.cat(parts)

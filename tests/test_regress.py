@@ -63,8 +63,26 @@ def test_fewer_seeds_fails(results, capsys):
     assert "FEWER SEEDS" in capsys.readouterr().out
 
 
+def _swept_method_names(params) -> set[str]:
+    """The method names a preset's sweep produces: every combination of ``method`` and the ``method.*``
+    overrides it sweeps, composed through Hydra (a name may depend on them, e.g. dc_k${n_learners})."""
+    import itertools
+
+    from hydra import compose, initialize_config_dir
+
+    from conftest import CONF
+    keys = ["method"] + [k for k in params if str(k).startswith("method.")]
+    values = [str(params[k]).split(",") for k in keys]
+    names = set()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for combo in itertools.product(*values):
+            cfg = compose(config_name="config", overrides=[f"{k}={v}" for k, v in zip(keys, combo)])
+            names.add(str(cfg.method.name))
+    return names
+
+
 @pytest.mark.parametrize("study", ["smoke_digits", "ci_fashion_mnist", "ci_omniglot", "ci_orl_faces",
-                                   "fashion_mnist", "omniglot", "orl_faces"])
+                                   "fashion_mnist", "omniglot", "orl_faces", "dc_ablation", "ci_dc_ablation"])
 def test_committed_reference_covers_its_preset(study):
     """Each committed reference holds exactly the methods and protocols its preset sweeps."""
     from pathlib import Path
@@ -73,6 +91,18 @@ def test_committed_reference_covers_its_preset(study):
     root = Path(__file__).resolve().parent.parent
     ref = pd.read_csv(root / "results" / "reference" / f"{study}.csv")
     assert {"dataset", "protocol", "method", "metric", "mean"} <= set(ref.columns)
-    params = OmegaConf.load(root / "conf" / "experiment" / f"{study}.yaml").hydra.sweeper.params
-    assert set(ref["method"]) == set(str(params.method).split(","))
-    assert set(ref["protocol"]) == set(str(params.protocol).split(","))
+    preset = OmegaConf.load(root / "conf" / "experiment" / f"{study}.yaml")
+    params = preset.hydra.sweeper.params
+    assert set(ref["method"]) == _swept_method_names(params)
+    protocols = str(params.protocol).split(",") if "protocol" in params else \
+        [OmegaConf.load(root / "conf" / "protocol" / f"{_default(preset, '/protocol')}.yaml").name]
+    assert set(ref["protocol"]) == set(protocols)
+
+
+def _default(preset, group: str) -> str:
+    """The option a preset picks for a config group (``override /protocol: retrieval``)."""
+    for entry in preset.defaults:
+        for key, value in entry.items():
+            if key == f"override {group}":
+                return value
+    raise KeyError(group)
