@@ -185,7 +185,8 @@ def k_sweeps(table: pd.DataFrame, out: Path) -> list[Path]:
             ax.set_title(pretty(metric), fontsize=9)
             ax.grid(alpha=0.3)
         axes[0][-1].legend(fontsize=8, loc="best")
-        title = f"{dataset}: {protocol} against K ({_ci_note(part)}; bands: 95% CI)"
+        title = f"{dataset}: {protocol} against K ({_ci_note(part).replace('; bars cut at 0 and 1', '')}; " \
+                "bands: 95% CI, cut at 0 and 1; each panel has its own y-axis)"
         fig.suptitle("\n".join(textwrap.wrap(title, max(40, int(fig.get_figwidth() * 13)))), fontsize=9)
         written.append(_save(fig, out / f"{dataset}_{protocol}_vs_k.png"))
     return written
