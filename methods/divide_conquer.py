@@ -275,13 +275,21 @@ class DivideAndConquer(EmbeddingLearner):
             penalty = None if phase.final else self.subspaces.penalty(phase.n_active)
             return loss if penalty is None else loss + penalty
 
-        report = optimise(loss_at, self.parameters(), self.optimizer, self.iterations, ctx, self.name)
+        report = optimise(loss_at, self.parameter_groups(), self.optimizer, self.iterations, ctx, self.name)
         report.notes.update({
             "n_learners": self.n_learners, "hierarchical": self.hierarchical, "embedding_dim": self.dim,
             "recluster_period_steps": period, "phases": log, "subspaces": self.subspaces.describe(),
             "mean_mined_tuples": sum(mined) / max(1, len(mined)),
             "steps_without_tuples": sum(1 for m in mined if m == 0)})
         return report
+
+    def parameter_groups(self) -> list[dict]:
+        """Optimiser groups: the views' own groups (the masks, at their learning-rate multiplier), then
+        every other parameter at the configured learning rate."""
+        own = self.subspaces.parameter_groups()
+        taken = {id(p) for group in own for p in group["params"]}
+        rest = [p for p in self.parameters() if id(p) not in taken]
+        return [{"params": rest}, *own]
 
     @torch.no_grad()
     def _inherit_losses(self, n_active: int) -> None:

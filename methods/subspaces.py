@@ -14,6 +14,12 @@ learner's two children at the next level are 2j and 2j + 1 and own the two halve
   learner splits, its second child's mask is set to a copy of its own (the first child keeps the very
   same row), so both children start where the parent was. The orthogonality penalty is
   lambda * mean over ordered pairs i != j of the active masks of cos(ReLU(m_i), ReLU(m_j)).
+  Equal masks are a stationary point of that penalty (the gradient of cos(a, b) at a = b is zero), so
+  the masks can only part through the different data of their learners; the masks therefore train at
+  ``lr_multiplier`` times the optimiser's learning rate (100, with lambda = 0.01, as in the authors'
+  sample command: ``--mask-lr-mult=100 --masking-lambda=0.01``). With K = 1 there is no other mask: the
+  single learner's view is the whole normalised embedding and the mask is not trained, so K = 1 is the
+  plain network for both kinds.
 
 The full embedding (all d coordinates, L2-normalised) is what the learner uses at test time and in the
 final all-data stage, for both kinds.
@@ -70,6 +76,9 @@ class FixedSlices(nn.Module):
     def penalty(self, n_active: int) -> Tensor | None:
         return None
 
+    def parameter_groups(self) -> list[dict]:
+        return []
+
     def split(self, n_active: int) -> None:
         """Going from ``n_active`` to ``2 * n_active`` learners: each slice block halves, nothing to copy."""
 
@@ -80,15 +89,20 @@ class FixedSlices(nn.Module):
 class LearnableMasks(nn.Module):
     """One learnable mask per final learner (TPAMI 2021), with an orthogonality penalty between them."""
 
-    def __init__(self, orthogonality_weight: float = 0.01) -> None:
+    def __init__(self, orthogonality_weight: float = 0.01, lr_multiplier: float = 100.0) -> None:
         super().__init__()
+        if lr_multiplier <= 0:
+            raise ValueError(f"lr_multiplier scales the optimiser's learning rate for the masks; it must be "
+                             f"positive, got {lr_multiplier}")
         self.orthogonality_weight = float(orthogonality_weight)
+        self.lr_multiplier = float(lr_multiplier)
         self.n_learners = 0
         self.masks = nn.Parameter(torch.ones(0, 0))
 
     def reset(self, n_learners: int, dim: int) -> None:
         self.n_learners = n_learners
-        self.masks = nn.Parameter(torch.ones(n_learners, dim))
+        # one learner has no other mask to differ from: its view is the whole embedding, nothing to learn
+        self.masks = nn.Parameter(torch.ones(n_learners, dim), requires_grad=n_learners > 1)
 
     def _row(self, k: int, n_active: int) -> int:
         return _block(k, n_active, self.n_learners).start
@@ -103,7 +117,13 @@ class LearnableMasks(nn.Module):
         return F.relu(self.masks[self._row(k, n_active)]).detach().clone()
 
     def view(self, emb: Tensor, k: int, n_active: int) -> Tensor:
+        if self.n_learners == 1:
+            return F.normalize(emb, dim=1)
         return F.normalize(F.relu(self.masks[self._row(k, n_active)]) * emb, dim=1)
+
+    def parameter_groups(self) -> list[dict]:
+        """The masks as one optimiser group, at ``lr_multiplier`` times the configured learning rate."""
+        return [{"params": [self.masks], "lr_multiplier": self.lr_multiplier}]
 
     def penalty(self, n_active: int) -> Tensor | None:
         if n_active < 2 or self.orthogonality_weight == 0:
@@ -123,6 +143,8 @@ class LearnableMasks(nn.Module):
         masks = F.relu(self.masks.detach())
         cos = F.normalize(masks, dim=1) @ F.normalize(masks, dim=1).T if len(masks) else masks
         return {"kind": "learnable_masks", "orthogonality_weight": self.orthogonality_weight,
+                "lr_multiplier": self.lr_multiplier,
+                "dead_coordinates": [int(v) for v in (masks == 0).sum(1)],
                 "mask_mean": [round(float(v), 4) for v in masks.mean(1)],
                 "mask_cosine": [[round(float(v), 4) for v in row] for row in cos]}
 

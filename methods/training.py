@@ -15,16 +15,37 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; the run stops and its record says failed."""
 
 
+def build_optimizer(optimizer: Callable[..., torch.optim.Optimizer],
+                    parameters: Iterable[torch.nn.Parameter] | Iterable[dict]) -> torch.optim.Optimizer:
+    """The optimiser over the trainable ones of ``parameters``: plain parameters, or groups given as
+    ``{"params": [...], "lr_multiplier": m}`` whose learning rate is m times the one the optimiser was
+    configured with (so a yaml names one learning rate and a learner can scale it for a part of itself,
+    e.g. its masks)."""
+    items = list(parameters)
+    if not items or not isinstance(items[0], dict):
+        return optimizer([p for p in items if p.requires_grad])
+    groups, multipliers = [], []
+    for group in items:
+        params = [p for p in group["params"] if p.requires_grad]
+        if params:
+            groups.append({"params": params})
+            multipliers.append(float(group.get("lr_multiplier", 1.0)))
+    opt = optimizer(groups)
+    for group, multiplier in zip(opt.param_groups, multipliers):
+        group["lr"] = group["lr"] * multiplier
+    return opt
+
+
 def optimise(loss_at: Callable[[int], Tensor], parameters: Iterable[torch.nn.Parameter],
              optimizer: Callable[..., torch.optim.Optimizer], iterations: int, ctx: RunContext,
              name: str, curve_points: int = 100) -> FitReport:
     """Run ``iterations`` optimiser steps on ``loss_at(step)``.
 
-    ``optimizer`` is a partial optimiser class (``_partial_: true`` in the yaml). A step whose loss has
-    no gradient (a miner that found no tuples) is counted but takes no update.
+    ``optimizer`` is a partial optimiser class (``_partial_: true`` in the yaml); ``parameters`` are
+    parameters or groups (see ``build_optimizer``). A step whose loss has no gradient (a miner that found
+    no tuples) is counted but takes no update.
     """
-    params = [p for p in parameters if p.requires_grad]
-    opt = optimizer(params)
+    opt = build_optimizer(optimizer, parameters)
     every = max(1, iterations // curve_points)
     report = FitReport()
     bar = tqdm(range(iterations), desc=f"fit {name}", disable=not ctx.progress, leave=False, mininterval=1.0)

@@ -15,6 +15,7 @@ from methods.base import RunContext
 from methods.divide_conquer import DivideAndConquer, match_clusters, schedule, split_clusters
 from methods.pair_losses import TupleLossNetwork
 from methods.subspaces import FixedSlices, LearnableMasks, orthogonality_loss
+from methods.training import build_optimizer
 
 
 def adam(params):
@@ -34,6 +35,58 @@ def test_orthogonality_loss_equals_a_loop():
     # orthogonal masks cost nothing, equal ones cost 1
     assert float(orthogonality_loss(torch.eye(3))) == pytest.approx(0.0, abs=1e-7)
     assert float(orthogonality_loss(torch.ones(3, 5))) == pytest.approx(1.0, rel=1e-6)
+
+
+def test_equal_masks_are_a_stationary_point_of_the_penalty():
+    # why the masks need their own learning rate: at equal masks the penalty has no gradient at all
+    equal = torch.ones(3, 5, requires_grad=True)
+    orthogonality_loss(equal).backward()
+    assert float(equal.grad.abs().max()) < 1e-6
+    # once apart, its gradient pushes them further apart
+    gen = torch.Generator().manual_seed(1)
+    apart = (torch.ones(2, 5) + 0.1 * torch.randn(2, 5, generator=gen)).requires_grad_()
+    before = orthogonality_loss(apart)
+    before.backward()
+    assert float(apart.grad.abs().max()) > 1e-3
+    with torch.no_grad():
+        assert float(orthogonality_loss(apart - 0.05 * apart.grad)) < float(before)
+
+
+def test_masks_train_at_their_own_learning_rate():
+    learner = DivideAndConquer(MLP(input_shape=(4,), out_features=8), adam, 5, MarginLoss(), None,
+                               LearnableMasks(lr_multiplier=50), n_learners=2, embedding_dim=6)
+    opt = build_optimizer(learner.optimizer, learner.parameter_groups())
+    assert [g["lr"] for g in opt.param_groups] == [pytest.approx(1e-3), pytest.approx(5e-2)]
+    assert opt.param_groups[1]["params"] == [learner.subspaces.masks]
+    grouped = [id(p) for g in opt.param_groups for p in g["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in learner.parameters() if p.requires_grad)  # each once
+    # fixed slices add no group; one learner's mask is not trained
+    slices = DivideAndConquer(MLP(input_shape=(4,), out_features=8), adam, 5, MarginLoss(), None, FixedSlices(),
+                              n_learners=2, embedding_dim=6)
+    assert len(build_optimizer(slices.optimizer, slices.parameter_groups()).param_groups) == 1
+    single = LearnableMasks()
+    single.reset(1, 6)
+    emb = torch.randn(3, 6, generator=torch.Generator().manual_seed(2))
+    assert not single.masks.requires_grad
+    torch.testing.assert_close(single.view(emb, 0, 1), F.normalize(emb, dim=1))
+    with pytest.raises(ValueError, match="lr_multiplier"):
+        LearnableMasks(lr_multiplier=0)
+
+
+@pytest.mark.parametrize("multiplier", [1.0, 100.0])
+def test_masks_part_during_training(multiplier):
+    data = blobs(n_classes=8, per_class=15, dim=6)
+    torch.manual_seed(0)
+    learner = DivideAndConquer(MLP(input_shape=(6,), hidden=(16,), out_features=16), adam, 60, MarginLoss(),
+                               DistanceWeightedMiner(), LearnableMasks(lr_multiplier=multiplier), n_learners=2,
+                               embedding_dim=16, hierarchical=True, m_per_class=4, classes_per_batch=4)
+    notes = learner.fit(data, RunContext(progress=False)).notes["subspaces"]
+    cosine = notes["mask_cosine"][0][1]
+    if multiplier == 1.0:
+        assert cosine > 0.99            # at the plain learning rate they hardly move off each other
+    else:
+        assert cosine < 0.95            # at the authors' 100x they part
+    assert notes["lr_multiplier"] == multiplier
 
 
 def test_masks_penalty_is_weighted_and_absent_for_one_learner():
@@ -150,7 +203,8 @@ def _fit_state(learner, data, steps):
     return {k: v.clone() for k, v in learner.encoder.state_dict().items()}
 
 
-def test_one_learner_is_the_plain_network():
+@pytest.mark.parametrize("subspaces", [FixedSlices, LearnableMasks])
+def test_one_learner_is_the_plain_network(subspaces):
     data = blobs(n_classes=5, per_class=20, dim=8)
     torch.manual_seed(5)
     backbone = MLP(input_shape=(8,), hidden=(16,), out_features=12)
@@ -158,7 +212,8 @@ def test_one_learner_is_the_plain_network():
     plain_backbone.load_state_dict(backbone.state_dict())
     steps = 25
     dc = DivideAndConquer(backbone, adam, steps, MarginLoss(margin=0.2, beta=1.2), DistanceWeightedMiner(),
-                          FixedSlices(), n_learners=1, embedding_dim=None, m_per_class=4, classes_per_batch=5)
+                          subspaces(), n_learners=1, embedding_dim=None, m_per_class=4, classes_per_batch=5,
+                          hierarchical=subspaces is LearnableMasks)
     plain = TupleLossNetwork(plain_backbone, adam, steps, MarginLoss(margin=0.2, beta=1.2), DistanceWeightedMiner(),
                              m_per_class=4, classes_per_batch=5)
     start = {k: v.clone() for k, v in backbone.state_dict().items()}
