@@ -14,8 +14,9 @@ then one M-step). By the implicit function theorem, d theta*/dX = (I - dT/dtheta
 point, the derivative of the fixed point itself, whatever iterations led there; this is the same
 derivative the paper obtains from the Hessian of the log-likelihood's Lagrangian (theta* is the stationary
 point both equations define). ``gradient="implicit"`` (the default) computes it: for an upstream gradient
-g, solve (I - dT/dtheta)^T u = g with the Jacobian of T in the parameters (K(2d + 1) of them per set,
-by ``torch.func.jacrev``), then dL/dX = u^T dT/dX (one vector-Jacobian product). ``gradient="unrolled"``
+g, solve (I - dT/dtheta)^T u = g by the fixed-point iteration u <- g + (dT/dtheta)^T u (one
+vector-Jacobian product of T per iteration; it converges at EM's own rate, and stops when u moves by no
+more than ``tol`` times max |g|, or after ``iterations``), then dL/dX = u^T dT/dX. ``gradient="unrolled"``
 instead back-propagates through the EM iterations themselves (``iterations`` of them, no early stop);
 with enough iterations the two agree (``tests/test_set_models.py`` compares them, and both against finite
 differences in double precision).
@@ -158,25 +159,33 @@ class _ImplicitFixedPoint(torch.autograd.Function):
     """theta* = EM fixed point of ``x``; backward by the implicit function theorem (see the module doc)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, theta: Tensor, k: int, variance_floor: float) -> Tensor:
+    def forward(ctx, x: Tensor, theta: Tensor, k: int, variance_floor: float, iterations: int,
+                tol: float) -> Tensor:
         ctx.save_for_backward(x, theta)
-        ctx.k, ctx.variance_floor = k, variance_floor
+        ctx.settings = (k, variance_floor, iterations, tol)
         return theta.clone()
 
     @staticmethod
     def backward(ctx, grad_theta: Tensor):
         x, theta = ctx.saved_tensors
-        k, floor = ctx.k, ctx.variance_floor
-
-        def step_one(t: Tensor, xs: Tensor) -> Tensor:  # one set: (p,), (n, d) -> (p,)
-            return em_step(t[None], xs[None], k, floor)[0]
-
-        jac = torch.func.vmap(torch.func.jacrev(step_one, argnums=0))(theta, x)     # (B, p, p): dT/dtheta
-        eye = torch.eye(jac.shape[-1], dtype=jac.dtype, device=jac.device)
-        u = torch.linalg.solve((eye - jac).transpose(1, 2), grad_theta.unsqueeze(-1)).squeeze(-1)
-        _, pullback = torch.func.vjp(lambda xs: em_step(theta, xs, k, floor), x)
-        (grad_x,) = pullback(u)
-        return grad_x, None, None, None
+        k, floor, iterations, tol = ctx.settings
+        with torch.enable_grad():
+            th = theta.detach().requires_grad_()
+            xs = x.detach().requires_grad_()
+            out = em_step(th, xs, k, floor)
+        # u = g + J^T u, J = dT/dtheta at the fixed point: the Neumann series of (I - J^T)^-1 g, which
+        # converges at EM's own rate (J's spectral radius is EM's rate of convergence)
+        u = grad_theta
+        scale = float(grad_theta.abs().max()) or 1.0
+        for _ in range(iterations):
+            (pulled,) = torch.autograd.grad(out, th, u, retain_graph=True)
+            new = grad_theta + pulled
+            moved = float((new - u).abs().max())
+            u = new
+            if moved <= tol * scale:
+                break
+        (grad_x,) = torch.autograd.grad(out, xs, u)
+        return grad_x, None, None, None, None, None
 
 
 class DiagonalGMM:
@@ -226,7 +235,7 @@ class DiagonalGMM:
             with torch.no_grad():
                 theta, done, converged = self._iterate(x.detach(), self.initial(x.detach(), k), k)
             if x.requires_grad:
-                theta = _ImplicitFixedPoint.apply(x, theta, k, self.variance_floor)
+                theta = _ImplicitFixedPoint.apply(x, theta, k, self.variance_floor, self.iterations, self.tol)
         weight, mean, var = unpack(theta, k, d)
         return Mixture(weight.log(), mean, var, done, converged)
 
