@@ -4,6 +4,8 @@
 - every other protocol: small multiples, one panel per metric with its own axis, a dot per method with its
   95% CI (so a 0.97-vs-0.99 difference in P@1 is not flattened by NMI on the same axis);
 - verification: ROC curves per method on a log false-accept axis;
+- set retrieval: mAP against the defining sets' outlier fraction, a line per method, 95% CI bands, one
+  panel for one-class and one for polysemous concepts;
 - a sweep over a size: methods named ``<family>_k<N>`` (e.g. divide and conquer with N learners) also get,
   per protocol, one panel per metric with the metric against N, a line per family and a 95% CI band.
 Reference rows are marked "(ref.)"; a hollow marker or dashed line means a reference row.
@@ -38,6 +40,8 @@ def pretty(metric: str) -> str:
         return f"{m[1]}-way {m[2]}-shot"
     if m := re.fullmatch(r"recall_at_(\d+)", metric):
         return f"Recall@{m[1]}"
+    if m := NOISY.fullmatch(metric):
+        return f"mAP, {'polysemous, ' if m['poly'] else ''}{int(m['rho'])}% outliers"
     return metric
 
 
@@ -192,10 +196,54 @@ def k_sweeps(table: pd.DataFrame, out: Path) -> list[Path]:
     return written
 
 
+NOISY = re.compile(r"map_(?P<poly>poly_)?rho(?P<rho>\d+)")
+
+
+def noise_sweeps(table: pd.DataFrame, out: Path) -> list[Path]:
+    """Set retrieval: mAP against the outlier fraction of the defining sets, one line per method with its
+    95% CI band; a panel for one-class concepts and one for polysemous (two-class) concepts."""
+    written = []
+    parsed = table["metric"].str.extract(NOISY.pattern)
+    noisy = table.assign(poly=parsed["poly"].notna() & parsed["rho"].notna(),
+                         rho=pd.to_numeric(parsed["rho"]) / 100).dropna(subset=["rho"])
+    for dataset, part in noisy.groupby("dataset", sort=False):
+        kinds = [k for k in (False, True) if (part["poly"] == k).any()]
+        if part.groupby("poly")["rho"].nunique().max() < 2:
+            continue
+        fig, axes = plt.subplots(1, len(kinds), figsize=(1.0 + 4.6 * len(kinds), 4.4), squeeze=False, sharey=True)
+        methods = list(dict.fromkeys(part["method"]))
+        styles = ["-", "--", "-.", ":"]
+        for ax, poly in zip(axes[0], kinds):
+            rows_k = part[part["poly"] == poly]
+            for i, method in enumerate(methods):
+                rows = rows_k[rows_k["method"] == method].sort_values("rho")
+                if rows.empty:
+                    continue
+                colour = plt.cm.tab20.colors[i % 20]
+                ref = bool(rows["reference_row"].iloc[0])
+                ax.plot(rows["rho"], rows["mean"], marker="o", ms=4, color=colour, lw=1.4,
+                        ls="--" if ref else styles[(i // 20) % len(styles)],
+                        label=f"{method}{' (ref.)' if ref else ''}")
+                ci = rows["ci95"].fillna(0.0)
+                ax.fill_between(rows["rho"], (rows["mean"] - ci).clip(lower=0), (rows["mean"] + ci).clip(upper=1),
+                                color=colour, alpha=0.12)
+            ax.set_xlabel("outlier fraction of the defining set (ρ)")
+            ax.set_title("polysemous concepts (two classes)" if poly else "one-class concepts", fontsize=9)
+            ax.set_xticks(sorted(rows_k["rho"].unique()))
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel("mAP over defining sets")
+        axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+        title = f"{dataset}: set retrieval from noisy concept sets ({_ci_note(part).replace('; bars cut at 0 and 1', '')}; " \
+                "bands: 95% CI, cut at 0 and 1)"
+        fig.suptitle("\n".join(textwrap.wrap(title, max(40, int(fig.get_figwidth() * 13)))), fontsize=9)
+        written.append(_save(fig, out / f"{dataset}_set_retrieval_vs_noise.png"))
+    return written
+
+
 def draw_all(table: pd.DataFrame, roc: pd.DataFrame, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = fewshot_bars(table, out)
     for protocol in dict.fromkeys(table["protocol"]):
         if protocol != "fewshot":
             written += metric_panels(table, protocol, out)
-    return written + k_sweeps(table, out) + roc_curves(roc, table, out)
+    return written + k_sweeps(table, out) + noise_sweeps(table, out) + roc_curves(roc, table, out)

@@ -9,7 +9,8 @@ from benchmarks.run import execute
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = sorted(p.stem for p in (ROOT / "conf" / "method").glob("*.yaml"))
 PROTOCOLS = {"fewshot": {"acc_5w1s", "acc_5w5s"}, "retrieval": {"p_at_1", "map_at_r", "nmi"},
-             "verification": {"auc", "eer"}, "knn": {"knn_error"}}
+             "verification": {"auc", "eer"}, "knn": {"knn_error"},
+             "set_retrieval": {"map_rho0", "map_rho25", "map_rho50", "map_poly_rho0", "map_poly_rho50"}}
 
 
 @pytest.mark.parametrize("protocol", sorted(PROTOCOLS))

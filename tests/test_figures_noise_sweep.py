@@ -1,0 +1,41 @@
+"""The set-retrieval figure: mAP against the outlier fraction, a line per method, a panel per concept kind."""
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from benchmarks import figures
+
+
+def _table(methods, rhos=(0, 25, 50), poly=True):
+    rows = []
+    for i, method in enumerate(methods):
+        for kind in ("", "poly_") if poly else ("",):
+            for rho in rhos:
+                rows.append({"dataset": "digits", "protocol": "set_retrieval", "method": method,
+                             "metric": f"map_{kind}rho{rho}", "reference_row": method == "raw",
+                             "mean": 0.9 - rho / 100 - (0.1 if kind else 0) + 0.01 * i, "ci95": 0.02,
+                             "ci_over": "seeds", "n_seeds": 3})
+    return pd.DataFrame(rows)
+
+
+def test_one_line_per_method_and_panel(tmp_path, monkeypatch):
+    drawn = []
+    real_plot = plt.Axes.plot
+
+    def spy(ax, x, y, *args, **kwargs):
+        drawn.append((ax.get_title(), list(x), [round(v, 6) for v in y], kwargs.get("label")))
+        return real_plot(ax, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(plt.Axes, "plot", spy)
+    written = figures.noise_sweeps(_table(["s2m_gmm", "protonet", "raw"]), tmp_path)
+    assert [p.name for p in written] == ["digits_set_retrieval_vs_noise.png"] and written[0].stat().st_size > 0
+    assert len(drawn) == 3 * 2                                   # three methods x two concept kinds
+    one = {label: (x, y) for _, x, y, label in drawn[:3]}          # the one-class panel is drawn first
+    assert one["s2m_gmm"] == ([0.0, 0.25, 0.5], [0.9, 0.65, 0.4])
+    assert "raw (ref.)" in one
+    poly = {label: (x, y) for _, x, y, label in drawn[3:]}
+    assert poly["s2m_gmm"] == ([0.0, 0.25, 0.5], [0.8, 0.55, 0.3])
+
+
+def test_a_single_noise_level_draws_nothing(tmp_path):
+    assert figures.noise_sweeps(_table(["s2m_gmm"], rhos=(25,)), tmp_path) == []
+    assert figures.pretty("map_poly_rho25") == "mAP, polysemous, 25% outliers"
