@@ -141,8 +141,10 @@ class ConceptSampler:
             raise ValueError(f"polysemous_fraction must be in [0, 1], got {polysemous_fraction}")
         if n_positives < 1 or n_negatives < 1:
             raise ValueError(f"a training problem needs positives and negatives, got {n_positives} and {n_negatives}")
-        check_concept_shape(labels, set_size, outlier_fraction, polysemous_fraction > 0, spare=n_positives,
-                            spare_outside=n_negatives, where="the training split")
+        kinds = [False] * (polysemous_fraction < 1) + [True] * (polysemous_fraction > 0)
+        for polysemous in kinds:  # one-class concepts take the most members of a class, two-class ones the
+            check_concept_shape(labels, set_size, outlier_fraction, polysemous, spare=n_positives,  # most classes
+                                spare_outside=n_negatives, where="the training split")
         self.labels = labels.cpu()
         self.set_size, self.outlier_fraction = set_size, outlier_fraction
         self.polysemous_fraction = polysemous_fraction

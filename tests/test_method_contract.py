@@ -18,7 +18,11 @@ def test_every_method_is_listed():
             "cosine", "mmc", "mmc_diag", "contrastive"} <= set(METHODS)
 
 
-@pytest.mark.parametrize("backbone,make", [("mlp", blobs), ("conv4", tiny_images)])
+def images():
+    return tiny_images(per_class=25)  # Set2Model's default problems take 25 samples of a training class
+
+
+@pytest.mark.parametrize("backbone,make", [("mlp", blobs), ("conv4", images)])
 @pytest.mark.parametrize("method", METHODS)
 def test_contract(compose_cfg, method, backbone, make):
     cfg = compose_cfg(f"method={method}", f"backbone={backbone}", "budget.iterations=3")

@@ -65,6 +65,10 @@ def test_training_problems_keep_positives_and_negatives_apart():
     assert kinds == {1, 2}
     with pytest.raises(ValueError, match="polysemous_fraction"):
         ConceptSampler(labels, 8, 0.25, 1.5, 5, 10, seed=0)
+    # a one-class concept takes 15 members of a class and 10 positives more: 25 > 20, even when half the
+    # concepts are two-class ones (7 + 8 members)
+    with pytest.raises(ValueError, match="fewer than 25"):
+        ConceptSampler(torch.arange(4).repeat_interleave(20), 20, 0.25, 0.5, 10, 10, seed=0)
 
 
 class _Identity(torch.nn.Module):
