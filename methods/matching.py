@@ -107,6 +107,24 @@ class MatchingScorer:
         return attention_log_probs(query, self.support, self.support_y, self.n_way, self.scale).to(query_emb.device)
 
 
+@dataclass(frozen=True)
+class ConceptMatchScorer:
+    """One concept from a set with no negatives (set retrieval): a query's attention mass on the set before
+    the normalisation over classes, log sum_i exp(scale * cos(f(x), g(x_i, S))). With one class, the
+    normalised log P(y | x, S) is 0 for every query and cannot rank a pool."""
+
+    support: Tensor
+    scale: float
+    fce: FullContextEmbedding | None = None
+
+    def score(self, query_emb: Tensor) -> Tensor:
+        query = query_emb.to(self.support.device)
+        if self.fce is not None:
+            query = self.fce.encode_query(query, self.support)
+        cos = F.normalize(query, dim=1) @ F.normalize(self.support, dim=1).T
+        return torch.logsumexp(self.scale * cos, dim=1, keepdim=True).to(query_emb.device)
+
+
 class MatchingNetwork(EmbeddingLearner):
     score_episodes = None  # its own adapt: the few-shot protocol scores its episodes one at a time
 
@@ -137,6 +155,13 @@ class MatchingNetwork(EmbeddingLearner):
             support_emb = self.fce.encode_support(support_emb.to(self.device))
             support_y = support_y.to(self.device)
         return MatchingScorer(support_emb, support_y, n_way, self.scale, self.fce)
+
+    def concept_scorer(self, defining_emb: Tensor) -> ConceptMatchScorer:
+        """A scorer of one concept from its (embedded) defining set, for the set-retrieval protocol."""
+        support = defining_emb.to(self.device)
+        if self.fce is not None:
+            support = self.fce.encode_support(support)
+        return ConceptMatchScorer(support, self.scale, self.fce)
 
     def episode_log_probs(self, support_emb: Tensor, support_y: Tensor, query_emb: Tensor) -> Tensor:
         return self.adapt(support_emb, support_y).score(query_emb)

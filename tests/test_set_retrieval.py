@@ -4,7 +4,7 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score
 
-from benchmarks.protocols.set_retrieval import SetRetrievalProtocol, average_precision, metric_name
+from benchmarks.protocols.set_retrieval import SetRetrievalProtocol, average_precision, concept_scores, metric_name
 from datasets.concepts import ConceptSampler, concept_sets, members_per_class
 from datasets.splits import Split
 from helpers import blobs
@@ -115,3 +115,40 @@ def test_a_defining_set_larger_than_a_class_is_a_clear_error():
     protocol = SetRetrievalProtocol(set_size=60, outlier_fractions=(0.0,), polysemous=False)
     with pytest.raises(ValueError, match="lower set_size"):
         protocol.check(_split(spread=2.0, per_class=40))
+
+
+def test_matching_networks_rank_by_attention_mass_not_by_a_constant():
+    from methods.backbones import MLP
+    from methods.matching import MatchingNetwork
+
+    torch.manual_seed(0)
+    learner = MatchingNetwork(MLP(input_shape=(4,), out_features=8), lambda p: torch.optim.Adam(p), 1)
+    gen = torch.Generator().manual_seed(1)
+    defining, pool = torch.randn(6, 8, generator=gen), torch.randn(30, 8, generator=gen)
+    one_class = learner.adapt(defining, torch.zeros(6, dtype=torch.long)).score(pool)
+    assert torch.allclose(one_class, torch.zeros_like(one_class), atol=1e-6)   # log P of one class: 0 (+ rounding)
+    with pytest.raises(ValueError, match="same score"):               # which the guard does not take for a ranking
+        concept_scores(_Constant(one_class), defining, pool)
+    scores = concept_scores(learner, defining, pool)
+    cos = torch.nn.functional.normalize(pool, dim=1) @ torch.nn.functional.normalize(defining, dim=1).T
+    torch.testing.assert_close(scores[:, 0], torch.logsumexp(learner.scale * cos, dim=1))
+
+
+class _Constant:
+    """A learner whose one-class scorer returns fixed scores (zeros, or the ones given)."""
+
+    def __init__(self, scores=None):
+        self.scores = scores
+
+    def adapt(self, support_emb, support_y):
+        fixed = self.scores
+
+        class Flat:
+            def score(self, q):
+                return torch.zeros(len(q), 1) if fixed is None else fixed
+        return Flat()
+
+
+def test_a_scorer_that_cannot_rank_is_a_clear_error():
+    with pytest.raises(ValueError, match="same score"):
+        concept_scores(_Constant(), torch.randn(3, 4), torch.randn(10, 4))

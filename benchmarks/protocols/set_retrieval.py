@@ -7,7 +7,9 @@ two-sense concept), ``repeats`` defining sets of ``set_size`` test samples are d
 every ρ in ``outlier_fractions``. The pool is every other evaluated test sample; its relevant items are
 those of the concept's class(es). Each learner ranks the pool through the scorer its ``adapt`` builds
 from the embedded defining set given as one class (a prototype learner: closeness to the set's mean;
-Set2Model: the likelihood under the model fitted to the set). Per defining set, the average precision (AP)
+Set2Model: the likelihood under the model fitted to the set), or through its own
+``concept_scorer(defining_emb)`` when it has one (matching networks: the attention mass on the set, since
+their class-normalised probability is 1 for every query when there is one class). Per defining set, the average precision (AP)
 of that ranking; per condition, mAP ± 95% CI over its defining sets (Student t).
 
 Metrics: ``map_rho<ρ in %>`` for one-class concepts and ``map_poly_rho<ρ in %>`` for two-class ones,
@@ -44,6 +46,29 @@ def average_precision(scores: Tensor, relevant: Tensor) -> float:
     hits = relevant[order].double()
     precision_at = torch.cumsum(hits, 0) / torch.arange(1, len(hits) + 1, dtype=torch.float64)
     return float((precision_at * hits).sum() / hits.sum())
+
+
+def concept_scores(learner: Learner, defining_emb: Tensor, pool_emb: Tensor) -> Tensor:
+    """(n_pool, 1) scores of the pool for the concept of ``defining_emb``: the learner's own
+    ``concept_scorer`` when it has one, else its ``adapt`` with the whole set as one class. Scores that do
+    not vary over the pool cannot rank it: a clear error (a learner whose ``adapt`` normalises over
+    classes, as matching networks do, needs a ``concept_scorer``); so do scores that vary by float rounding
+    only (spread below 1e-5 of their size)."""
+    own = getattr(learner, "concept_scorer", None)
+    if own is not None:
+        scorer = own(defining_emb)
+    else:
+        scorer = learner.adapt(defining_emb, torch.zeros(len(defining_emb), dtype=torch.long))
+    scores = scorer.score(pool_emb)
+    if scores.shape != (len(pool_emb), 1):
+        raise ValueError(f"the scorer returned shape {tuple(scores.shape)} for a pool of {len(pool_emb)} and one "
+                         f"concept; expected ({len(pool_emb)}, 1)")
+    spread = float(scores.max() - scores.min()) if len(pool_emb) > 1 else 1.0
+    if spread <= 1e-5 * (1.0 + float(scores.abs().max())):  # rounding noise of a constant is no ranking
+        raise ValueError(f"{type(learner).__name__} gives every pool item the same score for a concept given as "
+                         "one class (its adapt normalises over classes?), so it cannot rank the pool: give it a "
+                         "concept_scorer(defining_emb) method, or leave it out of the set_retrieval protocol")
+    return scores
 
 
 def metric_name(outlier_fraction: float, polysemous: bool) -> str:
@@ -101,11 +126,7 @@ class SetRetrievalProtocol:
                 defining = sets.defining[c]
                 pool = torch.ones(len(labels), dtype=torch.bool)
                 pool[defining] = False
-                scorer = learner.adapt(emb[defining], torch.zeros(len(defining), dtype=torch.long))
-                scores = scorer.score(emb[pool])
-                if scores.shape != (int(pool.sum()), 1):
-                    raise ValueError(f"the scorer returned shape {tuple(scores.shape)} for a pool of "
-                                     f"{int(pool.sum())} and one concept; expected ({int(pool.sum())}, 1)")
+                scores = concept_scores(learner, emb[defining], emb[pool])
                 aps[c] = average_precision(scores[:, 0].double(), relevant[c][pool])
             metrics[name] = mean_ci(aps.numpy())
             # indices into the test split (before max_per_class: the record keeps the split's own indices)
