@@ -90,6 +90,12 @@ class FullContextEmbedding(nn.Module):
         return h
 
 
+def encode_queries(query_emb: Tensor, support: Tensor, fce: FullContextEmbedding | None) -> Tensor:
+    """f(x̂, S): the queries on the support's device, through the FCE attention LSTM when there is one."""
+    query = query_emb.to(support.device)
+    return query if fce is None else fce.encode_query(query, support)
+
+
 @dataclass(frozen=True)
 class MatchingScorer:
     """One episode: the (encoded) support set and its labels; scores are log P(y | x̂, S)."""
@@ -101,9 +107,7 @@ class MatchingScorer:
     fce: FullContextEmbedding | None = None
 
     def score(self, query_emb: Tensor) -> Tensor:
-        query = query_emb.to(self.support.device)
-        if self.fce is not None:
-            query = self.fce.encode_query(query, self.support)
+        query = encode_queries(query_emb, self.support, self.fce)
         return attention_log_probs(query, self.support, self.support_y, self.n_way, self.scale).to(query_emb.device)
 
 
@@ -118,9 +122,7 @@ class ConceptMatchScorer:
     fce: FullContextEmbedding | None = None
 
     def score(self, query_emb: Tensor) -> Tensor:
-        query = query_emb.to(self.support.device)
-        if self.fce is not None:
-            query = self.fce.encode_query(query, self.support)
+        query = encode_queries(query_emb, self.support, self.fce)
         cos = F.normalize(query, dim=1) @ F.normalize(self.support, dim=1).T
         return torch.logsumexp(self.scale * cos, dim=1, keepdim=True).to(query_emb.device)
 
