@@ -165,30 +165,37 @@ SWEPT = re.compile(r"(?P<family>.+)_k(?P<k>\d+)")
 
 
 def k_sweeps(table: pd.DataFrame, out: Path) -> list[Path]:
-    """Metric against N for every family of methods named ``<family>_k<N>`` with two or more N."""
+    """Metric against N for every family of methods named ``<family>_k<N>`` with two or more N; the
+    reference rows of the same data and protocol as dashed horizontal lines."""
     written = []
     parsed = table["method"].str.extract(SWEPT.pattern)
     swept = table.assign(family=parsed["family"], k=pd.to_numeric(parsed["k"])).dropna(subset=["family"])
+    references = table[table["reference_row"].astype(bool) & parsed["family"].isna()]
     for (dataset, protocol), part in swept.groupby(["dataset", "protocol"], sort=False):
+        refs = references[(references["dataset"] == dataset) & (references["protocol"] == protocol)]
         if part.groupby("family")["k"].nunique().max() < 2:
             continue
         names = [m for m in PANELS.get(protocol, list(dict.fromkeys(part["metric"]))) if m in set(part["metric"])]
         fig, axes = plt.subplots(1, len(names), figsize=(0.8 + 2.6 * len(names), 3.2), squeeze=False)
         ks = sorted(part["k"].unique())
         for ax, metric in zip(axes[0], names):
-            for i, (family, rows) in enumerate(part[part["metric"] == metric].groupby("family", sort=False)):
+            families = list(part[part["metric"] == metric].groupby("family", sort=False))
+            for i, (family, rows) in enumerate(families):
                 rows = rows.sort_values("k")
                 ci = rows["ci95"].fillna(0.0)
                 colour = plt.cm.tab10.colors[i % 10]
                 ax.plot(rows["k"], rows["mean"], "o-", color=colour, label=family)
                 ax.fill_between(rows["k"], (rows["mean"] - ci).clip(lower=0), (rows["mean"] + ci).clip(upper=1),
                                 color=colour, alpha=0.2)
+            for j, (_, ref) in enumerate(refs[refs["metric"] == metric].iterrows()):
+                ax.axhline(ref["mean"], color=plt.cm.tab10.colors[(len(families) + j) % 10], ls="--", lw=1.2,
+                           label=f"{ref['method']} (ref.)")
             ax.set_xscale("log", base=2)
             ax.set_xticks(ks, [str(int(k)) for k in ks])
             ax.set_xlabel("K")
             ax.set_title(pretty(metric), fontsize=9)
             ax.grid(alpha=0.3)
-        axes[0][-1].legend(fontsize=8, loc="best")
+        axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))  # one legend for all panels
         title = f"{dataset}: {protocol} against K ({_ci_note(part).replace('; bars cut at 0 and 1', '')}; " \
                 "bands: 95% CI, cut at 0 and 1; each panel has its own y-axis)"
         fig.suptitle("\n".join(textwrap.wrap(title, max(40, int(fig.get_figwidth() * 13)))), fontsize=9)

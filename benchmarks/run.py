@@ -26,7 +26,7 @@ from benchmarks.environment import describe_device, git_revision, library_versio
 from benchmarks.fit_cache import FitCache, fit_key
 from benchmarks.records import (RECORD_NAME, SCHEMA_VERSION, config_hash, read_record, store_record,
                                 write_csv_atomic, write_npz_atomic)
-from datasets.labeled import Standardizer
+from datasets.labeled import LabeledData, Standardizer
 from datasets.splits import Split
 from methods.base import RunContext
 
@@ -56,7 +56,20 @@ def prepare_split(cfg: DictConfig, protocol) -> Split:
     if cfg.dataset.standardize:
         scale = Standardizer.fit(split.train.x)
         split = dataclasses.replace(split, train=scale(split.train), test=scale(split.test), transform=scale)
+    if cfg.dataset.get("train_transform") is not None:
+        split = dataclasses.replace(split, train=augment_training_side(split.train, cfg))
     return split
+
+
+def augment_training_side(train: LabeledData, cfg: DictConfig) -> LabeledData:
+    """The training side decoded through ``dataset.train_transform`` (a random training augmentation,
+    seeded by the run's seed); the test side keeps the data set's evaluation transform."""
+    augmented = getattr(train.x, "augmented", None)
+    if not callable(augmented):
+        raise ValueError(f"dataset.train_transform is set but the inputs of {cfg.dataset.name} are a "
+                         f"{type(train.x).__name__}, not image files; a training augmentation applies to the image "
+                         "data sets read from files (cub, cars196, sop, inshop): set dataset.train_transform=null")
+    return train.with_inputs(augmented(build(cfg.dataset.train_transform), seed=cfg.seed))
 
 
 def execute(cfg: DictConfig) -> dict:

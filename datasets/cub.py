@@ -36,12 +36,13 @@ HOW_TO = ("Provide CUB-200-2011 in one of three ways: (1) extract CUB_200_2011.t
           "internet).")
 
 
-def cub(root: str | Path, transform: Callable | None = None, download: bool = False, verify_images: bool = False,
-        workers: int = 0) -> LabeledData:
+def cub(root: str | Path, transform: Callable | None = None, download: bool = False,
+        verify_images: bool | str = "header", workers: int = 0) -> LabeledData:
     """CUB-200-2011 from ``root`` as lazy images; ``partition`` is the DML split (classes 1-100 train).
 
     transform: PIL image -> tensor (default: ``datasets.transforms.EvalTransform()``, 224 crops).
-    verify_images: open every image's header at load time. workers: decoding threads.
+    verify_images: the load-time image check, "header" (default), "decode" or "none"
+    (``datasets.dml.check_images``). workers: decoding threads.
     """
     root = Path(root)
     provide(root, [ARCHIVE], lambda: folder_holding(root, FOLDER, "images.txt") is not None, download,

@@ -8,13 +8,14 @@ split (``datasets.labeled.TRAIN`` / ``TEST`` / ``GALLERY``), read by ``datasets.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
 from datasets.fashion_mnist import DatasetNotFoundError
-from datasets.image_files import ImageFiles, check_header
+from datasets.image_files import ImageFiles, check_header, open_image
 from datasets.labeled import LabeledData
 
 
@@ -75,10 +76,11 @@ def labels_for(ids: Sequence) -> tuple[list, torch.Tensor]:
 
 def image_data(folder: Path, relative_paths: Sequence[str], labels: torch.Tensor, classes: list[str],
                partition: Sequence[int], transform: Callable, name: str, listed_in: str, fix: str,
-               groups: torch.Tensor | None = None, verify_images: bool = False, workers: int = 0) -> LabeledData:
+               groups: torch.Tensor | None = None, verify_images: bool | str = "header",
+               workers: int = 0) -> LabeledData:
     """A ``LabeledData`` of the images ``folder/relative_paths`` (lazy ``ImageFiles``). Every file must
-    exist (checked now, so that a missing image fails before training); ``verify_images`` also opens each
-    one's header now. ``listed_in``: the annotation file that names the images, and ``fix``: how to
+    exist (checked now, so that a missing image fails before training); ``verify_images`` (see
+    ``check_images``) also opens each one now. ``listed_in``: the annotation file that names the images, and ``fix``: how to
     restore them, for the errors."""
     paths = [folder / p for p in relative_paths]
     missing = [p for p in paths if not p.is_file()]
@@ -86,12 +88,33 @@ def image_data(folder: Path, relative_paths: Sequence[str], labels: torch.Tensor
         shown = ", ".join(str(p) for p in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         raise DatasetNotFoundError(f"{name}: {listed_in} names {len(missing)} image(s) that are not there: {shown}. "
                                    f"The images are incomplete. {fix}")
-    if verify_images:
-        for p in paths:
-            check_header(p)
+    check_images(paths, verify_images, workers)
     x = ImageFiles(paths, transform, workers=workers)
     return LabeledData(x=x, y=labels, classes=list(classes), groups=groups, name=name,
                        partition=torch.as_tensor(list(partition), dtype=torch.int64))
+
+
+VERIFY_MODES = ("none", "header", "decode")
+
+
+def check_images(paths: Sequence[Path], mode: bool | str, workers: int = 0) -> None:
+    """The load-time check of the image files, before any training: ``"header"`` (or True) opens each
+    file's header (a file that is not an image, or a damaged header; ~0.1 ms a file), ``"decode"`` decodes
+    every image in full (also a truncated file; a few ms a file, on ``workers`` threads), ``"none"`` (or
+    False) checks nothing beyond existence. The first bad file raises ``ImageDecodeError`` naming it."""
+    mode = {True: "header", False: "none"}.get(mode, mode) if isinstance(mode, bool) else str(mode)
+    if mode not in VERIFY_MODES:
+        raise ValueError(f"verify_images must be one of {', '.join(VERIFY_MODES)} (or true/false), got {mode!r}")
+    if mode == "none":
+        return
+    check = check_header if mode == "header" else open_image
+    if workers > 1 and len(paths) > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for _ in pool.map(check, paths):
+                pass
+    else:
+        for p in paths:
+            check(p)
 
 
 def default_transform(transform: Callable | None) -> Callable:

@@ -8,7 +8,11 @@ indexed, so the code written for tensors keeps working:
 - ``len(x)``; ``x[i]`` -> (C, H, W); ``x[i:j]``, ``x[LongTensor]``, ``x[list]`` -> (k, C, H, W), decoded
   now, on the array's device;
 - ``x.to(device)`` -> a lazy copy whose decoded batches land on ``device`` (no image is read);
-- ``x.subset(index)`` -> a lazy array of those files (``LabeledData.subset`` uses it).
+- ``x.subset(index)`` -> a lazy array of those files (``LabeledData.subset`` uses it);
+- ``x.augmented(transform, seed)`` -> a lazy copy decoded through a random training transform
+  (``datasets.transforms.TrainTransform``): every image of a batch gets its own generator, seeded from
+  one generator the array owns, so the batches of a run are the same for the same seed and the same
+  sequence of requests, whatever the number of decoding threads; ``x.plain()`` -> the copy without it.
 
 ``take(x, index)`` is the subset of either kind: lazy for ``ImageFiles``, ``x[index]`` for a tensor.
 Protocols use it to pick test samples without decoding them all at once.
@@ -73,6 +77,8 @@ class ImageFiles:
         self.transform = transform
         self.device = torch.device(device)
         self.workers = int(workers)
+        self.augment: Callable | None = None     # (image, generator) -> tensor, set by augmented()
+        self._rng: torch.Generator | None = None
         if item_shape is None:
             item_shape = getattr(transform, "output_shape", None)
         if item_shape is None:
@@ -100,7 +106,8 @@ class ImageFiles:
         return len(self.paths)
 
     def __repr__(self) -> str:
-        return f"ImageFiles({len(self)} files, item shape {self.item_shape}, device {self.device})"
+        augment = "" if self.augment is None else f", augmented by {self.augment!r}"
+        return f"ImageFiles({len(self)} files, item shape {self.item_shape}, device {self.device}{augment})"
 
     # --- decoding
     def _decode(self, path: str) -> Tensor:
@@ -110,8 +117,11 @@ class ImageFiles:
                             "end the transform with a conversion to a float tensor")
         return out
 
-    def _checked(self, path: str) -> Tensor:
-        out = self._decode(path)
+    def _checked(self, path: str, seed: int | None = None) -> Tensor:
+        if seed is None:
+            out = self._decode(path)
+        else:
+            out = self.augment(open_image(path), torch.Generator().manual_seed(seed))
         if tuple(out.shape) != self.item_shape:
             raise ValueError(f"{path} became a tensor of shape {tuple(out.shape)}, not {self.item_shape}; the "
                              "transform must give every image one size (resize + centre crop)")
@@ -144,22 +154,50 @@ class ImageFiles:
             i = int(index)
             if not -len(self) <= i < len(self):
                 raise IndexError(f"ImageFiles: index {i} out of range for {len(self)} files")
-            return self._checked(self.paths[i]).to(self.device)
+            return self._checked(self.paths[i], *self._seeds(1)).to(self.device)
         paths = self.paths[self._positions(index)]
         if not len(paths):
             return torch.empty((0, *self.item_shape), dtype=self.dtype, device=self.device)
+        seeds = self._seeds(len(paths))  # drawn here, in order, before any thread starts
         if self.workers > 1 and len(paths) > 1:
             with ThreadPoolExecutor(max_workers=self.workers) as pool:
-                images = list(pool.map(self._checked, paths))
+                images = list(pool.map(self._checked, paths, seeds))
         else:
-            images = [self._checked(p) for p in paths]
+            images = [self._checked(p, s) for p, s in zip(paths, seeds)]
         return torch.stack(images).to(self.device)
+
+    def _seeds(self, n: int) -> list:
+        """One generator seed per image to decode when augmenting, else None for each."""
+        if self.augment is None:
+            return [None] * n
+        return torch.randint(0, 2 ** 62, (n,), generator=self._rng).tolist()
 
     # --- lazy copies
     def _copy(self, paths: np.ndarray, device: torch.device) -> "ImageFiles":
         new = object.__new__(ImageFiles)
         new.paths, new.transform, new.device = paths, self.transform, device
         new.workers, new.item_shape = self.workers, self.item_shape
+        new.augment, new._rng = self.augment, self._rng  # a subset draws from the same stream
+        return new
+
+    def augmented(self, transform: Callable, seed: int) -> "ImageFiles":
+        """A lazy copy decoded through ``transform(image, generator)`` (a random training transform with an
+        ``output_shape`` equal to this array's item shape), its randomness seeded by ``seed``."""
+        shape = getattr(transform, "output_shape", None)
+        if shape is not None and tuple(shape) != self.item_shape:
+            raise ValueError(f"the training transform gives images of shape {tuple(shape)} but the data set's "
+                             f"transform gives {self.item_shape}; give both the same crop (and grey setting)")
+        new = self._copy(self.paths, self.device)
+        new.augment, new._rng = transform, torch.Generator().manual_seed(int(seed))
+        return new
+
+    def plain(self) -> "ImageFiles":
+        """A lazy copy decoded through the data set's own (evaluation) transform only (this array itself
+        when it is not augmented)."""
+        if self.augment is None:
+            return self
+        new = self._copy(self.paths, self.device)
+        new.augment, new._rng = None, None
         return new
 
     def to(self, device: torch.device | str, *args, **kwargs) -> "ImageFiles":
@@ -175,6 +213,14 @@ class ImageFiles:
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
         return self._copy(self.paths[self._positions(index)], self.device)
+
+
+def without_augmentation(x):
+    """``x`` as its evaluation transform decodes it: ``x.plain()`` for an augmented ``ImageFiles``, ``x``
+    itself otherwise (a tensor). For what a learner computes on its training data that is not a training
+    step (e.g. the features it clusters)."""
+    plain = getattr(x, "plain", None)
+    return plain() if callable(plain) else x
 
 
 def take(x, index):

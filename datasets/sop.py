@@ -45,13 +45,14 @@ def _category(path: str) -> str:
     return top[: -len("_final")] if top.endswith("_final") else top
 
 
-def sop(root: str | Path, transform: Callable | None = None, download: bool = False, verify_images: bool = False,
-        workers: int = 0) -> LabeledData:
+def sop(root: str | Path, transform: Callable | None = None, download: bool = False,
+        verify_images: bool | str = "header", workers: int = 0) -> LabeledData:
     """Stanford Online Products from ``root`` as lazy images; ``partition``: the published train/test files;
     ``groups``: the super-classes.
 
-    transform: PIL image -> tensor (default: ``datasets.transforms.EvalTransform()``). verify_images: open
-    every image's header now (120k files: a minute). workers: decoding threads.
+    transform: PIL image -> tensor (default: ``datasets.transforms.EvalTransform()``). verify_images:
+    the load-time image check, "header" (default; 120k files: about a minute), "decode" or "none"
+    (``datasets.dml.check_images``). workers: decoding threads.
     """
     root = Path(root)
     provide(root, [ARCHIVE], lambda: folder_holding(root, FOLDER, "Ebay_train.txt") is not None, download,

@@ -23,7 +23,8 @@ and final stages are the same training; they are merged into one stage and the l
 plain network trained with the same loss, miner, batches and seed (``tests/test_divide_conquer.py``).
 
 Choices where the papers leave room, each said in the record's notes:
-- Clusters are computed on the backbone's output (before the embedding head), in eval mode.
+- Clusters are computed on the backbone's output (before the embedding head), in eval mode, on the
+  inputs without training augmentation (``datasets.image_files.without_augmentation``).
 - A cluster in which fewer than two classes have two or more samples cannot give a loss with positives
   and negatives; its learner then takes batches from all the data until the next re-clustering
   (counted as ``degenerate_clusters``).
@@ -49,6 +50,7 @@ from sklearn.cluster import KMeans
 from torch import Tensor, nn
 
 from datasets.batches import balanced_batches
+from datasets.image_files import without_augmentation
 from datasets.labeled import LabeledData
 from methods.base import EmbeddingLearner, FitReport, RunContext
 from methods.training import optimise
@@ -231,7 +233,9 @@ class DivideAndConquer(EmbeddingLearner):
             if phase.level_start:
                 self.subspaces.split(phase.n_active // 2)
                 self._inherit_losses(phase.n_active // 2)
-            assignment = self.assign(phase, state["assignment"], x_cpu, seed=ctx.seed + 101 * p)
+            # clusters of the images as evaluated: no training augmentation
+            assignment = self.assign(phase, state["assignment"], without_augmentation(x_cpu),
+                                     seed=ctx.seed + 101 * p)
             kept = None
             if state["assignment"] is not None and not phase.final and not phase.level_start \
                     and phases[p - 1].n_active == phase.n_active:

@@ -408,13 +408,16 @@ def test_unreadable_image_is_named_when_decoded_and_by_the_load_time_check(tmp_p
     root = write_cub(tmp_path)
     bad = root / "CUB_200_2011" / "images" / "002.Bird_2" / "Bird_2_0001.jpg"
     bad.write_bytes(b"not a jpeg at all")
-    data = cub(root, transform=SMALL)  # the default load checks existence only
+    data = cub(root, transform=SMALL, verify_images="none")  # existence only
     position = [str(p) for p in data.x.paths].index(str(bad))
     with pytest.raises(ImageDecodeError, match="Bird_2_0001.jpg is not a readable image"):
         data.x[position - 1:position + 1]
     assert data.x[0].shape == (3, 16, 16)  # the other images still decode
+    for verify in ("header", True):  # the default, before any training
+        with pytest.raises(ImageDecodeError, match="Bird_2_0001.jpg is not a readable image"):
+            cub(root, transform=SMALL, verify_images=verify)
     with pytest.raises(ImageDecodeError, match="Bird_2_0001.jpg is not a readable image"):
-        cub(root, transform=SMALL, verify_images=True)
+        cub(root, transform=SMALL)
 
 
 def test_cars_damaged_annotations(tmp_path):

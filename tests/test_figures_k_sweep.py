@@ -37,3 +37,20 @@ def test_families_with_several_k_get_a_figure(tmp_path, monkeypatch):
 
 def test_no_sweep_no_figure(tmp_path):
     assert figures.k_sweeps(_table(["dc_k4", "protonet", "triplet"]), tmp_path) == []
+
+
+def test_reference_rows_are_drawn_as_horizontal_lines(tmp_path, monkeypatch):
+    drawn = []
+    real_axhline = plt.Axes.axhline
+
+    def spy(ax, y, *args, **kwargs):
+        drawn.append((ax.get_title(), y, kwargs.get("label")))
+        return real_axhline(ax, y, *args, **kwargs)
+
+    monkeypatch.setattr(plt.Axes, "axhline", spy)
+    table = _table(["dc_k1", "dc_k2", "raw", "protonet"])
+    table.loc[table["method"] == "raw", "reference_row"] = True
+    table.loc[(table["method"] == "raw") & (table["metric"] == "nmi"), "mean"] = 0.9
+    assert len(figures.k_sweeps(table, tmp_path)) == 1
+    assert len(drawn) == 3 and {label for _, _, label in drawn} == {"raw (ref.)"}  # one per panel; not protonet
+    assert sorted(y for _, y, _ in drawn) == [0.52, 0.52, 0.9]
