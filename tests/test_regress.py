@@ -1,4 +1,7 @@
 """The regression check: passes on equal numbers, fails on a planted drop and on a missing metric."""
+import re
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -81,8 +84,20 @@ def _swept_method_names(params) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("study", ["smoke_digits", "ci_fashion_mnist", "ci_omniglot", "ci_orl_faces",
-                                   "fashion_mnist", "omniglot", "orl_faces", "dc_ablation", "ci_dc_ablation"])
+REFERENCES = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "results" / "reference").glob("*.csv"))
+
+
+def test_every_study_ci_regresses_has_a_reference():
+    ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
+    regressed = set(re.findall(r"benchmarks\.regress (\w+)", ci))
+    for loop in re.findall(r"for study in ([\w ]+); do", ci):
+        regressed |= set(loop.split())
+    regressed.discard("$study")
+    assert {"smoke_digits", "ci_fashion_mnist", "ci_set_retrieval_fashion", "set_retrieval_digits"} <= regressed
+    assert regressed <= set(REFERENCES)
+
+
+@pytest.mark.parametrize("study", REFERENCES)
 def test_committed_reference_covers_its_preset(study):
     """Each committed reference holds exactly the methods and protocols its preset sweeps."""
     from pathlib import Path
