@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from datasets.fashion_mnist import DatasetNotFoundError
+from datasets.errors import DatasetNotFoundError
 
 
 class ChecksumError(ValueError):

@@ -29,7 +29,7 @@ import numpy as np
 
 from datasets.archives import Archive, provide
 from datasets.dml import AnnotationError, default_transform, folder_holding, image_data, labels_for
-from datasets.fashion_mnist import DatasetNotFoundError
+from datasets.errors import DatasetNotFoundError
 from datasets.labeled import TEST, TRAIN, LabeledData
 
 ARCHIVES = (Archive("car_ims.tgz", md5="d5c8f0aa497503f355e17dc7886c3f14"),

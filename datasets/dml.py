@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from datasets.fashion_mnist import DatasetNotFoundError
+from datasets.errors import DatasetNotFoundError
 from datasets.image_files import ImageFiles, check_header, open_image
 from datasets.labeled import LabeledData
 

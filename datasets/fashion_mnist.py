@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from datasets.errors import DatasetNotFoundError
 from datasets.labeled import LabeledData
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -23,10 +24,6 @@ FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """A data set's files are missing; the message says how to provide them."""
 
 
 def read_idx(path: Path) -> np.ndarray:

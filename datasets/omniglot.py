@@ -26,7 +26,7 @@ from typing import Iterable
 
 import torch
 
-from datasets.fashion_mnist import DatasetNotFoundError
+from datasets.errors import DatasetNotFoundError
 from datasets.images import decode_image
 from datasets.labeled import LabeledData
 

@@ -9,7 +9,7 @@ from hydra.errors import MissingConfigException
 
 from benchmarks.run import execute
 from datasets.episodes import EpisodeError
-from datasets.fashion_mnist import DatasetNotFoundError
+from datasets.errors import DatasetNotFoundError
 from methods.training import NonFiniteLossError
 
 ROOT = Path(__file__).resolve().parent.parent

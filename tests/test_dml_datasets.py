@@ -22,7 +22,7 @@ from datasets.archives import ChecksumError, md5_of
 from datasets.cars196 import cars196
 from datasets.cub import cub
 from datasets.dml import AnnotationError
-from datasets.fashion_mnist import DatasetNotFoundError
+from datasets.errors import DatasetNotFoundError
 from datasets.group_split import GroupDisjointSplit, group_names
 from datasets.image_files import ImageDecodeError, ImageFiles, take
 from datasets.inshop import inshop

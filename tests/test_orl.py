@@ -6,7 +6,7 @@ import torch
 from benchmarks.run import execute
 from conftest import require_real_data
 from data_builders import real_data_root, write_orl, write_pgm
-from datasets.fashion_mnist import DatasetNotFoundError
+from datasets.errors import DatasetNotFoundError
 from datasets.orl import orl
 
 
