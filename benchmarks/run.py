@@ -22,7 +22,8 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from benchmarks.environment import describe_device, git_revision, library_versions, pick_device, seed_everything
+from benchmarks.environment import (describe_device, git_revision, library_versions, pick_device, seed_everything,
+                                    set_threads)
 from benchmarks.fit_cache import FitCache, fit_key
 from benchmarks.records import (RECORD_NAME, SCHEMA_VERSION, config_hash, read_record, store_record,
                                 write_csv_atomic, write_npz_atomic)
@@ -56,14 +57,15 @@ def prepare_split(cfg: DictConfig, protocol) -> Split:
     if cfg.dataset.standardize:
         scale = Standardizer.fit(split.train.x)
         split = dataclasses.replace(split, train=scale(split.train), test=scale(split.test), transform=scale)
-    if cfg.dataset.get("train_transform") is not None:
-        split = dataclasses.replace(split, train=augment_training_side(split.train, cfg))
     return split
 
 
-def augment_training_side(train: LabeledData, cfg: DictConfig) -> LabeledData:
-    """The training side decoded through ``dataset.train_transform`` (a random training augmentation,
-    seeded by the run's seed); the test side keeps the data set's evaluation transform."""
+def fit_data(train: LabeledData, cfg: DictConfig) -> LabeledData:
+    """The training side as the learner's ``fit`` sees it: decoded through ``dataset.train_transform``
+    (a random training augmentation, seeded by the run's seed) when one is set. Only ``fit`` sees it: the
+    protocols (e.g. the k-NN protocol's reference set) and the split keep the evaluation transform."""
+    if cfg.dataset.get("train_transform") is None:
+        return train
     augmented = getattr(train.x, "augmented", None)
     if not callable(augmented):
         raise ValueError(f"dataset.train_transform is set but the inputs of {cfg.dataset.name} are a "
@@ -96,6 +98,7 @@ def execute(cfg: DictConfig) -> dict:
     try:
         device = pick_device(cfg.device)
         record["device"] = describe_device(device)
+        record["threads"] = set_threads(cfg.get("threads"))
         seed_everything(cfg.seed)
         protocol = build(cfg.protocol.evaluator)
         split = prepare_split(cfg, protocol)
@@ -106,9 +109,10 @@ def execute(cfg: DictConfig) -> dict:
         learner = build(cfg.method.learner)
         protocol.check_learner(learner)
         learner.check(split.train)
+        train = fit_data(split.train, cfg)  # built now: a bad train_transform fails before any training
         ctx = RunContext(device=device, seed=cfg.seed, progress=cfg.progress)
 
-        learner = fit_or_load(cfg, learner, split, ctx, record)
+        learner = fit_or_load(cfg, learner, split, train, ctx, record)
 
         t_eval = time.perf_counter()
         result = protocol.evaluate(learner, split, ctx, data_seed=cfg.data_seed)
@@ -137,10 +141,10 @@ def execute(cfg: DictConfig) -> dict:
     return record
 
 
-def fit_or_load(cfg: DictConfig, learner, split: Split, ctx: RunContext, record: dict):
-    """Fit ``learner`` on the training split, or load the learner an earlier run fitted with the very same
-    data, config, seed and code (see ``benchmarks.fit_cache``). Fills the record's fit, timing and
-    throughput entries either way; returns the fitted learner."""
+def fit_or_load(cfg: DictConfig, learner, split: Split, train: LabeledData, ctx: RunContext, record: dict):
+    """Fit ``learner`` on ``train`` (the training split as ``fit_data`` gives it), or load the learner an
+    earlier run fitted with the very same data, config, seed and code (see ``benchmarks.fit_cache``).
+    Fills the record's fit, timing and throughput entries either way; returns the fitted learner."""
     cache, key = None, None
     if cfg.get("fit_cache", False):
         cache = FitCache(cfg.fit_cache_dir)
@@ -157,7 +161,7 @@ def fit_or_load(cfg: DictConfig, learner, split: Split, ctx: RunContext, record:
             _fit_throughput(record)
             return learner
     t_fit = time.perf_counter()
-    report = learner.fit(split.train, ctx)
+    report = learner.fit(train, ctx)
     record["fit"] = report.to_dict()
     record["timings"]["fit_s"] = time.perf_counter() - t_fit
     _fit_throughput(record)

@@ -98,12 +98,12 @@ def _torchvision(folder: Path) -> tuple[list[str], list[int], list[str], Path]:
 
 
 def cars196(root: str | Path, transform: Callable | None = None, download: bool = False,
-            verify_images: bool | str = "header", workers: int = 0) -> LabeledData:
+            verify_images: bool | str = "decode", workers: int = 0) -> LabeledData:
     """Cars196 from ``root`` as lazy images; ``partition`` is the DML split (classes 1-98 train).
 
     transform: PIL image -> tensor (default: ``datasets.transforms.EvalTransform()``). download: there is
     no source left; True only changes the error's wording. verify_images: the load-time image
-    check, "header" (default), "decode" or "none" (``datasets.dml.check_images``).
+    check, "decode" (default), "header" or "none" (``datasets.dml.check_images``).
     """
     root = Path(root)
 

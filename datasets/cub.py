@@ -37,11 +37,11 @@ HOW_TO = ("Provide CUB-200-2011 in one of three ways: (1) extract CUB_200_2011.t
 
 
 def cub(root: str | Path, transform: Callable | None = None, download: bool = False,
-        verify_images: bool | str = "header", workers: int = 0) -> LabeledData:
+        verify_images: bool | str = "decode", workers: int = 0) -> LabeledData:
     """CUB-200-2011 from ``root`` as lazy images; ``partition`` is the DML split (classes 1-100 train).
 
     transform: PIL image -> tensor (default: ``datasets.transforms.EvalTransform()``, 224 crops).
-    verify_images: the load-time image check, "header" (default), "decode" or "none"
+    verify_images: the load-time image check, "decode" (default), "header" or "none"
     (``datasets.dml.check_images``). workers: decoding threads.
     """
     root = Path(root)

@@ -60,6 +60,22 @@ def check_header(path: str | Path) -> None:
                                "the published copy (extract the archive again)") from exc
 
 
+def check_decodes(path: str | Path) -> None:
+    """Load-time check that reads the whole file: the image is decoded (a JPEG at 1/8 scale, which still
+    reads every byte of its data), so a truncated file fails here, not during training."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.draft(img.mode, (max(1, img.width // 8), max(1, img.height // 8)))  # JPEG only; else a no-op
+            img.load()
+    except FileNotFoundError as exc:
+        raise ImageDecodeError(f"{path} does not exist; restore the file, or load the data set again") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageDecodeError(f"{path} is not a readable image ({exc}); the file is corrupt or truncated: "
+                               "replace it with the published copy (extract the archive again)") from exc
+
+
 class ImageFiles:
     """Image files decoded on indexing through ``transform`` (PIL image -> float tensor (C, H, W)).
 

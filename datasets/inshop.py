@@ -44,12 +44,12 @@ def partition_file(root: Path) -> Path | None:
 
 
 def inshop(root: str | Path, transform: Callable | None = None, download: bool = False,
-           verify_images: bool | str = "header", workers: int = 0) -> LabeledData:
+           verify_images: bool | str = "decode", workers: int = 0) -> LabeledData:
     """In-shop from ``root`` as lazy images; ``partition``: train / query / gallery as published.
 
     transform: PIL image -> tensor (default: ``datasets.transforms.EvalTransform()``). download: nothing
     can be downloaded; True only changes the error's wording. verify_images: the load-time image
-    check, "header" (default), "decode" or "none" (``datasets.dml.check_images``).
+    check, "decode" (default), "header" or "none" (``datasets.dml.check_images``).
     """
     root = Path(root)
     provide(root, ARCHIVES, lambda: (root / "img").is_dir() and partition_file(root) is not None, download,

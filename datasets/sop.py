@@ -46,7 +46,7 @@ def _category(path: str) -> str:
 
 
 def sop(root: str | Path, transform: Callable | None = None, download: bool = False,
-        verify_images: bool | str = "header", workers: int = 0) -> LabeledData:
+        verify_images: bool | str = "decode", workers: int = 0) -> LabeledData:
     """Stanford Online Products from ``root`` as lazy images; ``partition``: the published train/test files;
     ``groups``: the super-classes.
 

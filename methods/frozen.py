@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from datasets.image_files import without_augmentation
 from methods.base import EmbeddingLearner, embed_all, euclidean
 
 
@@ -60,5 +61,6 @@ class LinearMetricOnFeatures(EmbeddingLearner):
         return self._features(x) @ self.L.T
 
     def frozen_train_features(self, x: Tensor) -> Tensor:
-        """The frozen features of the training inputs, computed once in batches on the learner's device."""
-        return embed_all(FrozenView(self), x)
+        """The frozen features of the training inputs, computed once in batches on the learner's device,
+        from the inputs as evaluated (one random crop per image would not be an augmentation)."""
+        return embed_all(FrozenView(self), without_augmentation(x))

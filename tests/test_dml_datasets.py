@@ -413,7 +413,7 @@ def test_unreadable_image_is_named_when_decoded_and_by_the_load_time_check(tmp_p
     with pytest.raises(ImageDecodeError, match="Bird_2_0001.jpg is not a readable image"):
         data.x[position - 1:position + 1]
     assert data.x[0].shape == (3, 16, 16)  # the other images still decode
-    for verify in ("header", True):  # the default, before any training
+    for verify in ("header", "decode", True):  # "decode" (= True) is the default, before any training
         with pytest.raises(ImageDecodeError, match="Bird_2_0001.jpg is not a readable image"):
             cub(root, transform=SMALL, verify_images=verify)
     with pytest.raises(ImageDecodeError, match="Bird_2_0001.jpg is not a readable image"):

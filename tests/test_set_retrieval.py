@@ -1,10 +1,12 @@
 """The noisy concept sets and the set-retrieval protocol: AP against scikit-learn, the sets' make-up,
 the same sets for every learner, and clear errors before any work."""
 import pytest
+import scipy.stats
 import torch
 from sklearn.metrics import average_precision_score
 
-from benchmarks.protocols.set_retrieval import SetRetrievalProtocol, average_precision, concept_scores, metric_name
+from benchmarks.protocols.set_retrieval import (SetRetrievalProtocol, average_precision, concept_scores, metric_name,
+                                               per_concept)
 from datasets.concepts import ConceptSampler, concept_sets, members_per_class
 from datasets.splits import Split
 from helpers import blobs
@@ -93,6 +95,24 @@ def test_separated_concepts_are_retrieved_perfectly_without_outliers():
     assert result.metrics["map_rho0"].mean == pytest.approx(1.0)
     assert result.metrics["map_rho50"].mean < result.metrics["map_rho0"].mean   # outliers pull the mean away
     assert len(result.artifacts["concepts_map_poly_rho0"]["ap"]) == 10 * 4
+    # the interval is over concepts (5 classes; 10 pairs), the mean over every defining set
+    for name, n_concepts in (("map_rho50", 5), ("map_poly_rho0", 10)):
+        aps = result.artifacts[f"concepts_{name}"]["ap"]
+        assert result.metrics[name].n == n_concepts
+        assert result.metrics[name].mean == pytest.approx(float(aps.mean()))
+        means = per_concept(torch.as_tensor(aps), torch.as_tensor(result.artifacts[f"concepts_{name}"]["concepts"]))
+        t = scipy.stats.t.ppf(0.975, n_concepts - 1)
+        assert result.metrics[name].ci95 == pytest.approx(t * float(means.std()) / n_concepts ** 0.5)
+
+
+def test_per_concept_means_loop():
+    concepts = torch.tensor([[3, -1], [1, -1], [3, -1], [1, 2], [1, -1], [1, 2]])
+    aps = torch.tensor([0.2, 0.5, 0.4, 0.9, 0.7, 0.5], dtype=torch.float64)
+    expected = []
+    for row in [[3, -1], [1, -1], [1, 2]]:  # order of first appearance
+        mine = [float(a) for c, a in zip(concepts.tolist(), aps) if c == row]
+        expected.append(sum(mine) / len(mine))
+    assert per_concept(aps, concepts).tolist() == pytest.approx(expected)
 
 
 def test_every_learner_sees_the_same_sets():

@@ -7,7 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmarks.run import execute, prepare_split
+from hydra.utils import instantiate
+
+from benchmarks.run import execute, fit_data, prepare_split
 from datasets.cub import cub
 from datasets.dml import check_images
 from datasets.image_files import ImageDecodeError, ImageFiles, without_augmentation
@@ -152,63 +154,70 @@ def test_a_training_transform_of_another_size_is_refused(tmp_path):
 
 # ------------------------------------------------------------------------------------------ the runner
 
-def test_the_runner_augments_the_training_side_only(compose_cfg, tmp_path):
+def test_only_the_fit_sees_the_augmented_training_side(compose_cfg, tmp_path):
     write_cub(tmp_path / "data", classes=E2E_CLASSES, per_class=6)
     cfg = compose_cfg("dataset=cub", f"data_root={tmp_path / 'data'}", "protocol=retrieval_published", *TINY)
     assert cfg.dataset.train_transform.crop == 16  # follows the evaluation crop
-    from hydra.utils import instantiate
     split = prepare_split(cfg, instantiate(cfg.protocol.evaluator))
-    assert isinstance(split.train.x.augment, TrainTransform) and split.test.x.augment is None
-    again = prepare_split(cfg, instantiate(cfg.protocol.evaluator))
-    assert torch.equal(split.train.x[0:8], again.train.x[0:8])  # seeded by the run's seed
-    off = compose_cfg("dataset=cub", f"data_root={tmp_path / 'data'}", "protocol=retrieval_published", *TINY,
-                      "dataset.train_transform=null")
-    plain = prepare_split(off, instantiate(off.protocol.evaluator))
-    assert plain.train.x.augment is None and torch.equal(plain.train.x[0:8], split.train.x.plain()[0:8])
-    record = execute(cfg)
-    assert record["status"] == "ok"
-
-
-def test_a_training_augmentation_on_tensor_data_is_a_clear_error(compose_cfg):
-    cfg = compose_cfg("dataset=digits", "method=raw", "+dataset.train_transform={_target_: "
-                      "datasets.transforms.TrainTransform}")
-    with pytest.raises(ValueError, match="the inputs of digits are a Tensor, not image files.*"
-                                         "set dataset.train_transform=null"):
-        execute(cfg)
-
-
-def test_divide_and_conquer_clusters_the_unaugmented_images(compose_cfg, tmp_path, monkeypatch):
-    from methods.divide_conquer import DivideAndConquer
-
+    assert split.train.x.augment is None and split.test.x.augment is None  # what the protocols see
+    train = fit_data(split.train, cfg)
+    assert isinstance(train.x.augment, TrainTransform) and torch.equal(train.y, split.train.y)
+    again = fit_data(split.train, cfg)
+    assert torch.equal(train.x[0:8], again.x[0:8])  # seeded by the run's seed
+    other = fit_data(split.train, compose_cfg("dataset=cub", f"data_root={tmp_path / 'data'}", *TINY, "seed=1"))
+    assert not torch.allclose(other.x[0:8], train.x[0:8])
+    off = compose_cfg("dataset=cub", f"data_root={tmp_path / 'data'}", *TINY, "dataset.train_transform=null")
+    assert fit_data(split.train, off) is split.train
     seen = []
-    original = DivideAndConquer.assign
+    from methods.triplet import TripletNetwork as TripletNet
+    original = TripletNet.fit
 
-    def spy(self, phase, previous, x, seed):
-        seen.append(getattr(x, "augment", "tensor"))
-        return original(self, phase, previous, x, seed)
+    def spy(self, data, ctx):
+        seen.append(data.x.augment)
+        return original(self, data, ctx)
 
-    monkeypatch.setattr(DivideAndConquer, "assign", spy)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TripletNet, "fit", spy)
+        assert execute(cfg)["status"] == "ok"
+    assert len(seen) == 1 and isinstance(seen[0], TrainTransform)
+
+
+def test_the_knn_reference_set_is_not_augmented(compose_cfg, tmp_path):
+    """The k-NN protocol searches the training side: a reference row's error must not move with the
+    training seed or the training augmentation."""
     write_cub(tmp_path / "data", classes=E2E_CLASSES, per_class=6)
-    cfg = compose_cfg("experiment=dc_cub", "method=divide_conquer", f"data_root={tmp_path / 'data'}",
-                      "backbone=conv4", "backbone.channels=8", "budget.iterations=8", "method.learner.n_learners=2",
-                      "method.learner.m_per_class=2", "method.learner.recluster_every=0.5",
-                      "dataset.source.workers=0", "dataset.source.transform.resize=20",
-                      "dataset.source.transform.crop=16", "progress=false")
-    record = execute(cfg)
-    assert record["status"] == "ok" and seen and all(a is None for a in seen)
+    base = ["dataset=cub", f"data_root={tmp_path / 'data'}", "protocol=knn", *TINY, "method=raw"]
+    errors = set()
+    for i, extra in enumerate([["seed=0"], ["seed=1"], ["seed=0", "dataset.train_transform=null"]]):
+        record = execute(compose_cfg(*base, *extra, f"study=knn{i}"))
+        assert record["status"] == "ok"
+        errors.add(round(record["metrics"]["knn_error"]["mean"], 12))
+    assert len(errors) == 1
+
+
+def test_frozen_feature_learners_fit_on_the_unaugmented_images(tmp_path):
+    from methods.frozen import LinearMetricOnFeatures
+
+    files = image_files(tmp_path)
+    learner = LinearMetricOnFeatures(None)  # the flattened pixels as features
+    augmented = files.augmented(AUG, seed=0)
+    assert torch.equal(learner.frozen_train_features(augmented), learner.frozen_train_features(files))
+    assert not torch.equal(augmented[0:6], files[0:6])
 
 
 # ------------------------------------------------------------------------------------------ load-time checks
 
-def test_a_truncated_jpeg_passes_the_header_check_and_fails_the_decode_check(tmp_path):
+def test_a_truncated_jpeg_passes_the_header_check_and_fails_the_default_decode_check(tmp_path):
     root = write_cub(tmp_path)
     bad = root / "CUB_200_2011" / "images" / "002.Bird_2" / "Bird_2_0001.jpg"
     data = bad.read_bytes()
     bad.write_bytes(data[:len(data) - 50])  # the end of the scan is gone, the header is whole
-    cub(root, transform=SMALL)  # the header is intact
+    cub(root, transform=SMALL, verify_images="header")  # the header is intact
     for workers in (0, 3):
-        with pytest.raises(ImageDecodeError, match="Bird_2_0001.jpg is not a readable image"):
+        with pytest.raises(ImageDecodeError, match="Bird_2_0001.jpg is not a readable image.*truncated"):
             cub(root, transform=SMALL, verify_images="decode", workers=workers)
+    with pytest.raises(ImageDecodeError, match="Bird_2_0001.jpg is not a readable image"):
+        cub(root, transform=SMALL)  # the default decodes every image before any training
     cub(root, transform=SMALL, verify_images="none")
 
 

@@ -10,7 +10,9 @@ from the embedded defining set given as one class (a prototype learner: closenes
 Set2Model: the likelihood under the model fitted to the set), or through its own
 ``concept_scorer(defining_emb)`` when it has one (matching networks: the attention mass on the set, since
 their class-normalised probability is 1 for every query when there is one class). Per defining set, the average precision (AP)
-of that ranking; per condition, mAP ± 95% CI over its defining sets (Student t).
+of that ranking; per condition, the mAP over all its defining sets ± a 95% CI over the concepts (each
+concept's mean AP over its ``repeats`` sets is one value; Student t), since the sets of one concept are not
+independent draws.
 
 Metrics: ``map_rho<ρ in %>`` for one-class concepts and ``map_poly_rho<ρ in %>`` for two-class ones,
 e.g. ``map_rho25``, ``map_poly_rho0``. ``max_per_class`` caps the evaluated test samples of each class
@@ -46,6 +48,18 @@ def average_precision(scores: Tensor, relevant: Tensor) -> float:
     hits = relevant[order].double()
     precision_at = torch.cumsum(hits, 0) / torch.arange(1, len(hits) + 1, dtype=torch.float64)
     return float((precision_at * hits).sum() / hits.sum())
+
+
+def per_concept(aps: Tensor, concepts: Tensor) -> Tensor:
+    """The mean AP of each distinct concept (a row of ``concepts``) over its defining sets, in order of
+    first appearance: the units the interval is over (the defining sets of one concept are not
+    independent draws of the protocol's concepts)."""
+    distinct, which = torch.unique(concepts, dim=0, return_inverse=True)
+    sums = torch.zeros(len(distinct), dtype=torch.float64).index_add_(0, which, aps.double())
+    counts = torch.bincount(which, minlength=len(distinct)).double()
+    first = torch.full((len(distinct),), len(which), dtype=torch.long).scatter_reduce_(
+        0, which, torch.arange(len(which)), reduce="amin")
+    return (sums / counts)[torch.argsort(first)]
 
 
 def concept_scores(learner: Learner, defining_emb: Tensor, pool_emb: Tensor) -> Tensor:
@@ -128,7 +142,7 @@ class SetRetrievalProtocol:
                 pool[defining] = False
                 scores = concept_scores(learner, emb[defining], emb[pool])
                 aps[c] = average_precision(scores[:, 0].double(), relevant[c][pool])
-            metrics[name] = mean_ci(aps.numpy())
+            metrics[name] = mean_ci(per_concept(aps, sets.concepts).numpy(), use_t=True)
             # indices into the test split (before max_per_class: the record keeps the split's own indices)
             artifacts[f"concepts_{name}"] = {"concepts": sets.concepts.numpy(), "defining": keep[sets.defining].numpy(),
                                             "outlier": sets.outlier.numpy(), "ap": aps.numpy()}

@@ -1,0 +1,37 @@
+"""The CPU thread count is part of a run's configuration: set before any work, recorded, pinned by every
+preset whose reference is committed."""
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from benchmarks.environment import set_threads
+from benchmarks.run import execute
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def restore_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_the_run_uses_and_records_its_thread_count(compose_cfg, restore_threads):
+    record = execute(compose_cfg("method=raw", "threads=1"))
+    assert record["status"] == "ok" and record["threads"] == 1 and torch.get_num_threads() == 1
+    assert execute(compose_cfg("method=raw", "threads=null", "study=t2"))["threads"] == torch.get_num_threads()
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, "two", True])
+def test_a_bad_thread_count_is_a_clear_error(bad, restore_threads):
+    with pytest.raises(ValueError, match="threads must be a positive integer, or null"):
+        set_threads(bad)
+
+
+@pytest.mark.parametrize("study", sorted(p.stem for p in (ROOT / "results" / "reference").glob("*.csv")))
+def test_every_preset_with_a_reference_pins_its_thread_count(study):
+    preset = OmegaConf.load(ROOT / "conf" / "experiment" / f"{study}.yaml")
+    assert isinstance(preset.get("threads"), int) and preset.threads >= 1
