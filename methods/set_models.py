@@ -227,10 +227,13 @@ class DiagonalGMM:
         _check_sets(x)
         k, d = self.components_for(x.shape[1]), x.shape[-1]
         if self.gradient == "unrolled":
-            theta = self.initial(x, k)
+            theta, moved = self.initial(x, k), float("inf")
             for _ in range(self.iterations):
-                theta = em_step(theta, x, k, self.variance_floor)
-            done, converged = self.iterations, True
+                new = em_step(theta, x, k, self.variance_floor)
+                moved = float((new - theta).detach().abs().max())
+                theta = new
+            # a fixed number of steps, differentiated through; converged: the last one moved less than tol
+            done, converged = self.iterations, self.iterations == 0 or moved <= self.tol
         else:
             with torch.no_grad():
                 theta, done, converged = self._iterate(x.detach(), self.initial(x.detach(), k), k)

@@ -128,6 +128,14 @@ def test_unrolled_em_gradient_approaches_the_implicit_one():
     assert errors[0] > errors[2]                               # a one-step unroll does not
 
 
+def test_unrolled_em_reports_whether_it_converged():
+    x = two_clusters(n_per=4, d=3, gap=1.0, seed=6, batch=2)
+    short = DiagonalGMM(n_components=2, variance_floor=0.01, iterations=1, gradient="unrolled", tol=1e-6).fit(x)
+    long = DiagonalGMM(n_components=2, variance_floor=0.01, iterations=500, gradient="unrolled", tol=1e-6).fit(x)
+    assert (short.iterations, short.converged) == (1, False)
+    assert (long.iterations, long.converged) == (500, True)
+
+
 def test_bad_settings_are_clear_errors():
     with pytest.raises(ValueError, match="gradient"):
         DiagonalGMM(gradient="backprop")
