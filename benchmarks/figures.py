@@ -218,22 +218,26 @@ def noise_sweeps(table: pd.DataFrame, out: Path) -> list[Path]:
         if part.groupby("poly")["rho"].nunique().max() < 2:
             continue
         fig, axes = plt.subplots(1, len(kinds), figsize=(1.0 + 4.6 * len(kinds), 4.4), squeeze=False, sharey=True)
-        methods = list(dict.fromkeys(part["method"]))
-        styles = ["-", "--", "-.", ":"]
+        refs = set(part[part["reference_row"].astype(bool)]["method"])
+        # reference rows in greys, dashed; the learners in ten distinct colours, then the same colours with
+        # another line style and marker (never two lines of near-identical colour and style)
+        learners = [m for m in dict.fromkeys(part["method"]) if m not in refs]
+        refs = [m for m in dict.fromkeys(part["method"]) if m in refs]
+        styles = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D")]
+        look = {m: (plt.cm.tab10.colors[i % 10], *styles[(i // 10) % len(styles)]) for i, m in enumerate(learners)}
+        look |= {m: (str(0.15 + 0.35 * j), "--", "x") for j, m in enumerate(refs)}
         for ax, poly in zip(axes[0], kinds):
             rows_k = part[part["poly"] == poly]
-            for i, method in enumerate(methods):
+            for method in refs + learners:
                 rows = rows_k[rows_k["method"] == method].sort_values("rho")
                 if rows.empty:
                     continue
-                colour = plt.cm.tab20.colors[i % 20]
-                ref = bool(rows["reference_row"].iloc[0])
-                ax.plot(rows["rho"], rows["mean"], marker="o", ms=4, color=colour, lw=1.4,
-                        ls="--" if ref else styles[(i // 20) % len(styles)],
-                        label=f"{method}{' (ref.)' if ref else ''}")
+                colour, ls, marker = look[method]
+                ax.plot(rows["rho"], rows["mean"], marker=marker, ms=4, color=colour, lw=1.4, ls=ls,
+                        label=f"{method}{' (ref.)' if method in refs else ''}")
                 ci = rows["ci95"].fillna(0.0)
                 ax.fill_between(rows["rho"], (rows["mean"] - ci).clip(lower=0), (rows["mean"] + ci).clip(upper=1),
-                                color=colour, alpha=0.12)
+                                color=colour, alpha=0.08)
             ax.set_xlabel("outlier fraction of the defining set (ρ)")
             ax.set_title("polysemous concepts (two classes)" if poly else "one-class concepts", fontsize=9)
             ax.set_xticks(sorted(rows_k["rho"].unique()))

@@ -39,3 +39,18 @@ def test_one_line_per_method_and_panel(tmp_path, monkeypatch):
 def test_a_single_noise_level_draws_nothing(tmp_path):
     assert figures.noise_sweeps(_table(["s2m_gmm"], rhos=(25,)), tmp_path) == []
     assert figures.pretty("map_poly_rho25") == "mAP, polysemous, 25% outliers"
+
+
+def test_no_two_lines_look_alike(tmp_path, monkeypatch):
+    looks = {}
+    real_plot = plt.Axes.plot
+
+    def spy(ax, x, y, *args, **kwargs):
+        looks[kwargs.get("label")] = (str(kwargs.get("color")), kwargs.get("ls"), kwargs.get("marker"))
+        return real_plot(ax, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(plt.Axes, "plot", spy)
+    methods = ["raw", *[f"learner{i}" for i in range(18)]]
+    figures.noise_sweeps(_table(methods), tmp_path)
+    assert len(looks) == 19 and len(set(looks.values())) == 19
+    assert looks["raw (ref.)"][1] == "--"

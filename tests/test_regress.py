@@ -97,27 +97,25 @@ def test_every_study_ci_regresses_has_a_reference():
     assert regressed <= set(REFERENCES)
 
 
+def composed_preset(study: str):
+    """The preset ``experiment=<study>`` as Hydra composes it (so a preset that extends another one has
+    its parent's sweep and settings), with the hydra node."""
+    from hydra import compose, initialize_config_dir
+
+    from conftest import CONF
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=[f"experiment={study}"], return_hydra_config=True)
+
+
 @pytest.mark.parametrize("study", REFERENCES)
 def test_committed_reference_covers_its_preset(study):
     """Each committed reference holds exactly the methods and protocols its preset sweeps."""
-    from pathlib import Path
-
-    from omegaconf import OmegaConf
     root = Path(__file__).resolve().parent.parent
     ref = pd.read_csv(root / "results" / "reference" / f"{study}.csv")
     assert {"dataset", "protocol", "method", "metric", "mean"} <= set(ref.columns)
-    preset = OmegaConf.load(root / "conf" / "experiment" / f"{study}.yaml")
-    params = preset.hydra.sweeper.params
+    cfg = composed_preset(study)
+    params = cfg.hydra.sweeper.params
     assert set(ref["method"]) == _swept_method_names(params)
-    protocols = str(params.protocol).split(",") if "protocol" in params else \
-        [OmegaConf.load(root / "conf" / "protocol" / f"{_default(preset, '/protocol')}.yaml").name]
+    protocols = str(params.protocol).split(",") if "protocol" in params else [cfg.protocol.name]
     assert set(ref["protocol"]) == set(protocols)
-
-
-def _default(preset, group: str) -> str:
-    """The option a preset picks for a config group (``override /protocol: retrieval``)."""
-    for entry in preset.defaults:
-        for key, value in entry.items():
-            if key == f"override {group}":
-                return value
-    raise KeyError(group)
+    assert cfg.study == study

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from benchmarks.environment import set_threads
 from benchmarks.run import execute
@@ -33,5 +32,7 @@ def test_a_bad_thread_count_is_a_clear_error(bad, restore_threads):
 
 @pytest.mark.parametrize("study", sorted(p.stem for p in (ROOT / "results" / "reference").glob("*.csv")))
 def test_every_preset_with_a_reference_pins_its_thread_count(study):
-    preset = OmegaConf.load(ROOT / "conf" / "experiment" / f"{study}.yaml")
-    assert isinstance(preset.get("threads"), int) and preset.threads >= 1
+    from test_regress import composed_preset
+
+    threads = composed_preset(study).threads
+    assert isinstance(threads, int) and threads >= 1
