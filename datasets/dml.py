@@ -80,8 +80,8 @@ def image_data(folder: Path, relative_paths: Sequence[str], labels: torch.Tensor
                workers: int = 0) -> LabeledData:
     """A ``LabeledData`` of the images ``folder/relative_paths`` (lazy ``ImageFiles``). Every file must
     exist (checked now, so that a missing image fails before training); ``verify_images`` (see
-    ``check_images``) also opens each one now. ``listed_in``: the annotation file that names the images, and ``fix``: how to
-    restore them, for the errors."""
+    ``check_images``) also opens or decodes each one now. ``listed_in``: the annotation file that names
+    the images, and ``fix``: how to restore them, for the errors."""
     paths = [folder / p for p in relative_paths]
     missing = [p for p in paths if not p.is_file()]
     if missing:

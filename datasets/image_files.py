@@ -32,12 +32,16 @@ class ImageDecodeError(ValueError):
     """An image file cannot be read; the message names the file."""
 
 
-def open_image(path: str | Path):
-    """The PIL image in ``path``, fully loaded; an unreadable file raises ``ImageDecodeError`` naming it."""
+def open_image(path: str | Path, reduce: int = 1):
+    """The PIL image in ``path``, fully loaded; an unreadable file raises ``ImageDecodeError`` naming it.
+    reduce: decode a JPEG at 1/``reduce`` of its size (PIL's draft mode, which still reads all its data;
+    other formats ignore it)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
+            if reduce > 1:
+                img.draft(img.mode, (max(1, img.width // reduce), max(1, img.height // reduce)))
             img.load()
             return img.copy()
     except FileNotFoundError as exc:
@@ -63,17 +67,7 @@ def check_header(path: str | Path) -> None:
 def check_decodes(path: str | Path) -> None:
     """Load-time check that reads the whole file: the image is decoded (a JPEG at 1/8 scale, which still
     reads every byte of its data), so a truncated file fails here, not during training."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            img.draft(img.mode, (max(1, img.width // 8), max(1, img.height // 8)))  # JPEG only; else a no-op
-            img.load()
-    except FileNotFoundError as exc:
-        raise ImageDecodeError(f"{path} does not exist; restore the file, or load the data set again") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageDecodeError(f"{path} is not a readable image ({exc}); the file is corrupt or truncated: "
-                               "replace it with the published copy (extract the archive again)") from exc
+    open_image(path, reduce=8)
 
 
 class ImageFiles:

@@ -126,7 +126,9 @@ class TrainTransform:
 
     The randomness comes only from the ``generator`` passed with each image, so a lazy image array that
     hands every image its own seeded generator decodes the same batch the same way whatever the number of
-    decoding threads (``datasets.image_files.ImageFiles.augmented``). mean, std, grey: as ``EvalTransform``.
+    decoding threads (``datasets.image_files.ImageFiles.augmented``); torchvision's ``RandomResizedCrop``
+    draws from torch's global generator, which decoding threads share, hence ``random_resized_box``.
+    mean, std, grey: as ``EvalTransform``.
     """
 
     def __init__(self, crop: int | Sequence[int] = 224, scale: Sequence[float] = (0.08, 1.0),

@@ -109,7 +109,7 @@ def test_per_concept_means_loop():
     concepts = torch.tensor([[3, -1], [1, -1], [3, -1], [1, 2], [1, -1], [1, 2]])
     aps = torch.tensor([0.2, 0.5, 0.4, 0.9, 0.7, 0.5], dtype=torch.float64)
     expected = []
-    for row in [[3, -1], [1, -1], [1, 2]]:  # order of first appearance
+    for row in [[1, -1], [1, 2], [3, -1]]:  # sorted order of the concepts
         mine = [float(a) for c, a in zip(concepts.tolist(), aps) if c == row]
         expected.append(sum(mine) / len(mine))
     assert per_concept(aps, concepts).tolist() == pytest.approx(expected)

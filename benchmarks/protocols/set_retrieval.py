@@ -51,15 +51,12 @@ def average_precision(scores: Tensor, relevant: Tensor) -> float:
 
 
 def per_concept(aps: Tensor, concepts: Tensor) -> Tensor:
-    """The mean AP of each distinct concept (a row of ``concepts``) over its defining sets, in order of
-    first appearance: the units the interval is over (the defining sets of one concept are not
+    """The mean AP of each distinct concept (a row of ``concepts``) over its defining sets, in the sorted
+    order of the concepts: the units the interval is over (the defining sets of one concept are not
     independent draws of the protocol's concepts)."""
     distinct, which = torch.unique(concepts, dim=0, return_inverse=True)
     sums = torch.zeros(len(distinct), dtype=torch.float64).index_add_(0, which, aps.double())
-    counts = torch.bincount(which, minlength=len(distinct)).double()
-    first = torch.full((len(distinct),), len(which), dtype=torch.long).scatter_reduce_(
-        0, which, torch.arange(len(which)), reduce="amin")
-    return (sums / counts)[torch.argsort(first)]
+    return sums / torch.bincount(which, minlength=len(distinct)).double()
 
 
 def concept_scores(learner: Learner, defining_emb: Tensor, pool_emb: Tensor) -> Tensor:
