@@ -1,6 +1,7 @@
 """Seeding, device choice and the provenance a record keeps (library versions, git revision)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import random
@@ -21,6 +22,21 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
     if torch.backends.cudnn.is_available():
         torch.backends.cudnn.benchmark = False
+
+
+@contextlib.contextmanager
+def kept_random_state():
+    """Run a block and then put Python's, NumPy's and torch's (CPU and CUDA) random states back as they were."""
+    py, np_state, cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(np_state)
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
 
 
 def pick_device(name: str) -> torch.device:

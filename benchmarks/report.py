@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.figures import draw_all
+from benchmarks.generation_figures import draw_generation
 from benchmarks.leaderboard import aggregate, markdown, records_frame, roc_frame
 import pandas as pd
 
@@ -60,6 +61,8 @@ def build(study: str, results_dir: Path, readme: Path | None = None) -> int:
                                                   "run_dir": [str(p.parent) for p in unreadable]})], ignore_index=True)
     write_csv_atomic(out / "failed.csv", failed)
     figures = draw_all(table, roc, out / "figures") if not table.empty else []
+    if not table.empty and (table["protocol"] == "set_generation").any():
+        figures += draw_generation(records, table, out / "figures")
     print(text)
     n_ok = int((long.drop_duplicates("run_dir")["status"] == "ok").sum())
     print(f"{len(records)} records ({n_ok} ok, {len(records) - n_ok} failed, {len(attempts)} failed re-runs beside ok "

@@ -22,8 +22,8 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from benchmarks.environment import (describe_device, git_revision, library_versions, pick_device, seed_everything,
-                                    set_threads)
+from benchmarks.environment import (describe_device, git_revision, kept_random_state, library_versions, pick_device,
+                                    seed_everything, set_threads)
 from benchmarks.fit_cache import FitCache, fit_key
 from benchmarks.records import (RECORD_NAME, SCHEMA_VERSION, config_hash, read_record, store_record,
                                 write_csv_atomic, write_npz_atomic)
@@ -110,9 +110,13 @@ def execute(cfg: DictConfig) -> dict:
         protocol.check_learner(learner)
         learner.check(split.train)
         train = fit_data(split.train, cfg)  # built now: a bad train_transform fails before any training
+        judge = fit_judge(cfg, split, train, device, record)  # leaves the random state as it found it
+        if judge is not None:
+            protocol = dataclasses.replace(protocol, judge=judge)
         ctx = RunContext(device=device, seed=cfg.seed, progress=cfg.progress)
 
         learner = fit_or_load(cfg, learner, split, train, ctx, record)
+        _fit_throughput(record)
 
         t_eval = time.perf_counter()
         result = protocol.evaluate(learner, split, ctx, data_seed=cfg.data_seed)
@@ -141,34 +145,54 @@ def execute(cfg: DictConfig) -> dict:
     return record
 
 
-def fit_or_load(cfg: DictConfig, learner, split: Split, train: LabeledData, ctx: RunContext, record: dict):
+def fit_or_load(cfg: DictConfig, learner, split: Split, train: LabeledData, ctx: RunContext, record: dict,
+                method: str = "method"):
     """Fit ``learner`` on ``train`` (the training split as ``fit_data`` gives it), or load the learner an
     earlier run fitted with the very same data, config, seed and code (see ``benchmarks.fit_cache``).
-    Fills the record's fit, timing and throughput entries either way; returns the fitted learner."""
+    ``method`` is the config key of the learner's method node (``protocol.judge`` for a judge). Fills
+    ``record``'s fit, fit_cache and timings.fit_s entries either way; returns the fitted learner."""
     cache, key = None, None
     if cfg.get("fit_cache", False):
         cache = FitCache(cfg.fit_cache_dir)
 
         def part(name: str):
-            return OmegaConf.to_container(cfg[name], resolve=True) if name in cfg else None
-        key = fit_key(method=part("method"), backbone=part("backbone"), budget=part("budget"),
-                      dataset=part("dataset"), seed=cfg.seed,
+            node = OmegaConf.select(cfg, name)
+            return OmegaConf.to_container(node, resolve=True) if node is not None else None
+        key = fit_key(method=part(method), backbone=part("backbone"), budget=part("budget"),
+                      dataset=part("dataset"), seed=ctx.seed,
                       train_index_sha=config_hash({"i": split.train_index.tolist()}), device_kind=ctx.device.type)
         loaded = cache.load(key, ctx.device)
         if loaded is not None:
-            learner, record["fit"], record["timings"]["fit_s"] = loaded
+            learner, record["fit"], record.setdefault("timings", {})["fit_s"] = loaded
             record["fit_cache"] = {"key": key, "loaded": True}
-            _fit_throughput(record)
             return learner
     t_fit = time.perf_counter()
     report = learner.fit(train, ctx)
     record["fit"] = report.to_dict()
-    record["timings"]["fit_s"] = time.perf_counter() - t_fit
-    _fit_throughput(record)
+    record.setdefault("timings", {})["fit_s"] = time.perf_counter() - t_fit
     if cache is not None:
         cache.store(key, learner, record["fit"], record["timings"]["fit_s"])
         record["fit_cache"] = {"key": key, "loaded": False}
     return learner
+
+
+def fit_judge(cfg: DictConfig, split: Split, train: LabeledData, device, record: dict):
+    """The judge of a protocol that names one in ``protocol.judge`` (a method config, e.g. the triplet
+    net; the set-generation protocol judges generated inputs with it): built with the run's backbone and
+    budget, fitted on the training split with the seed ``protocol.judge_seed`` (so every method and seed is
+    judged by the same net), through the fit cache (a study's own run of that method and seed is loaded).
+    None when the protocol names no judge. The record's ``judge`` entry says which it was and how it fitted."""
+    if cfg.protocol.get("judge") is None:
+        return None
+    ctx = RunContext(device=device, seed=int(cfg.protocol.get("judge_seed", 0)), progress=cfg.progress)
+    with kept_random_state():  # the learner's fit then draws what it would in a run without a judge
+        seed_everything(ctx.seed)  # as a run of the judge's method with that seed starts, so the cache can serve it
+        judge = build(cfg.protocol.judge.learner)
+        judge.check(split.train)
+        entry: dict = {"method": cfg.protocol.judge.name, "seed": ctx.seed}
+        judge = fit_or_load(cfg, judge, split, train, ctx, entry, method="protocol.judge")
+    record["judge"] = entry
+    return judge
 
 
 def _fit_throughput(record: dict) -> None:

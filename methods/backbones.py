@@ -23,6 +23,7 @@ class MLP(nn.Module):
         layers.append(nn.Linear(in_features, out_features))
         self.net = nn.Sequential(*layers)
         self.out_features = out_features
+        self.input_shape = tuple(input_shape)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -47,6 +48,7 @@ class Conv4(nn.Module):
             raise ValueError(f"Conv4 with depth {depth} shrinks {tuple(input_shape)} to nothing; lower depth")
         self.net = nn.Sequential(*blocks, nn.Flatten())
         self.out_features = channels * h * w
+        self.input_shape = tuple(input_shape)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
