@@ -3,8 +3,11 @@ results/reference/, metric by metric, with a tolerance per metric from conf/regr
 
     python -m benchmarks.regress smoke_digits            # exit 1 if any metric dropped or is missing
     python -m benchmarks.regress smoke_digits --update   # write the reference from the current leaderboard
+    python -m benchmarks.regress smoke_digits --add      # add the rows the reference lacks (a new method)
 
-The reference file is only ever written by --update from a leaderboard the project computed.
+The reference file is only ever written by --update or --add from a leaderboard the project computed.
+``--add`` first runs the check on the rows both have (and refuses to add anything if one dropped), then
+appends the fresh rows the reference lacks, leaving every existing row as it was.
 """
 from __future__ import annotations
 
@@ -45,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", type=Path, default=None,
                         help="reference CSV (default: <results>/reference/<study>.csv)")
     parser.add_argument("--update", action="store_true", help="write the reference from the current leaderboard")
+    parser.add_argument("--add", action="store_true",
+                        help="append the leaderboard rows the reference lacks, after checking the rows both have")
     parser.add_argument("--config", type=Path, default=CONFIG)
     args = parser.parse_args(argv)
     table_path = args.results / args.study / "leaderboard.csv"
@@ -61,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"No reference at {ref_path}; create it with --update from a trusted run.", file=sys.stderr)
         return 2
     settings = OmegaConf.to_container(OmegaConf.load(args.config))
-    result = compare(fresh, pd.read_csv(ref_path), settings)
+    reference = pd.read_csv(ref_path)
+    if args.add:
+        return add_rows(fresh, reference, ref_path, settings)
+    result = compare(fresh, reference, settings)
     bad = result[result["verdict"] != "ok"]
     counts = result["verdict"].value_counts()
     print(f"Regression check of {table_path} against {ref_path}: {len(result)} metrics, "
@@ -70,6 +78,24 @@ def main(argv: list[str] | None = None) -> int:
     if len(bad):
         print(bad.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         return 1
+    return 0
+
+
+def add_rows(fresh: pd.DataFrame, reference: pd.DataFrame, ref_path: Path, settings: dict) -> int:
+    """Append to the reference the fresh rows it lacks, once the rows both hold pass the check."""
+    shared = reference.merge(fresh[KEYS], on=KEYS, how="inner")
+    if len(shared):
+        result = compare(fresh, shared, settings)
+        bad = result[result["verdict"] != "ok"]
+        if len(bad):
+            print(f"Not adding to {ref_path}: rows it already holds dropped:\n"
+                  + bad.to_string(index=False, float_format=lambda v: f"{v:.4f}"), file=sys.stderr)
+            return 1
+    known = reference[KEYS].apply(tuple, axis=1)
+    new = fresh[~fresh[KEYS].apply(tuple, axis=1).isin(set(known))]
+    write_csv_atomic(ref_path, pd.concat([reference, new[KEYS + ["mean", "ci95", "n_seeds"]]], ignore_index=True))
+    print(f"Added {len(new)} reference numbers to {ref_path} ({len(shared)} rows it held checked, "
+          f"{len(reference)} kept as they were)")
     return 0
 
 

@@ -66,6 +66,32 @@ def test_fewer_seeds_fails(results, capsys):
     assert "FEWER SEEDS" in capsys.readouterr().out
 
 
+def _with_new_method(path, acc=0.80):
+    frame = pd.read_csv(path / "leaderboard.csv")
+    frame.loc[frame["metric"] == "acc_5w1s", "mean"] = acc
+    new = frame.assign(method="sdn", mean=[0.3, 0.6])
+    pd.concat([frame, new]).to_csv(path / "leaderboard.csv", index=False)
+
+
+def test_add_appends_the_missing_rows_and_keeps_the_others(results):
+    before = pd.read_csv(results / "reference" / "s.csv")
+    _with_new_method(results / "s", acc=0.79)  # within tolerance: the reference keeps its own 0.80
+    assert main(["s", "--results", str(results), "--add"]) == 0
+    after = pd.read_csv(results / "reference" / "s.csv")
+    pd.testing.assert_frame_equal(after.iloc[:len(before)], before)
+    added = after.iloc[len(before):]
+    assert list(added["method"]) == ["sdn", "sdn"] and list(added["mean"]) == [0.3, 0.6]
+    assert main(["s", "--results", str(results)]) == 0
+
+
+def test_add_refuses_when_a_held_row_dropped(results, capsys):
+    before = (results / "reference" / "s.csv").read_text()
+    _with_new_method(results / "s", acc=0.60)
+    assert main(["s", "--results", str(results), "--add"]) == 1
+    assert "acc_5w1s" in capsys.readouterr().err
+    assert (results / "reference" / "s.csv").read_text() == before
+
+
 def _swept_method_names(params) -> set[str]:
     """The method names a preset's sweep produces: every combination of ``method`` and the ``method.*``
     overrides it sweeps, composed through Hydra (a name may depend on them, e.g. dc_k${n_learners})."""

@@ -8,7 +8,8 @@ from datasets.sklearn_sources import digits
 from helpers import blobs
 from methods.base import RunContext, embed_all
 from methods.backbones import MLP
-from methods.sdn import EnergyAutoEncoder, Generator, LeadingDistance, SetDistributionNetwork, SetSampler, pull_away
+from methods.sdn import (EnergyAutoEncoder, Generator, LeadingDistance, SetDistributionNetwork, SetSampler, mode_seeking,
+                         pull_away)
 from methods.training import NonFiniteLossError
 
 
@@ -138,6 +139,32 @@ def test_pull_away_term_by_brute_force():
                for i in range(5) for j in range(5) if i != j) / 20
     assert float(pull_away(z)) == pytest.approx(loop, rel=1e-5)
     assert float(pull_away(z[:1])) == 0.0
+
+
+def test_mode_seeking_term_by_brute_force():
+    torch.manual_seed(0)
+    fakes, noise = torch.randn(6, 2, 2), torch.randn(6, 3)  # two sets of three members
+    ratios = []
+    for s in range(2):
+        for k in range(2):
+            a, b = 3 * s + k, 3 * s + k + 1
+            ratios.append(float((fakes[a] - fakes[b]).abs().mean() / (noise[a] - noise[b]).abs().mean()))
+    assert float(mode_seeking(fakes, noise, 3)) == pytest.approx(1 / (sum(ratios) / 4 + 1e-5), rel=1e-5)
+    assert float(mode_seeking(fakes, noise, 1)) == 0.0
+
+
+def test_mode_seeking_keeps_the_members_of_a_generated_set_apart():
+    data = four_digits()
+
+    def spread(weight):
+        net = sdn(data, iterations=200, mode_seeking_weight=weight)
+        net.fit(data, RunContext(progress=False))
+        codes = net.encode_sets(data.x[torch.stack([torch.nonzero(data.y == c).flatten()[:4] for c in range(4)])])
+        return float(net.generate(codes, 8, torch.Generator().manual_seed(0)).std(1).mean())
+    real = float(torch.stack([data.x[data.y == c][:8] for c in range(4)]).std(1).mean())
+    without, with_term = spread(0.0), spread(1.0)
+    assert without < 0.25 * real  # collapse: the noise is ignored
+    assert with_term > 2 * without and with_term > 0.4 * real
 
 
 def test_set_sampler_draws_sets_of_distinct_classes_with_their_sizes():
