@@ -45,9 +45,9 @@ def pretty(metric: str) -> str:
     return metric
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, dpi: int = 130) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 

@@ -113,6 +113,9 @@ def execute(cfg: DictConfig) -> dict:
         judge = fit_judge(cfg, split, train, device, record)  # leaves the random state as it found it
         if judge is not None:
             protocol = dataclasses.replace(protocol, judge=judge)
+        elif hasattr(protocol, "judge"):
+            raise ValueError(f"the {protocol.name} protocol judges with a second learner, but the config names none: "
+                             "give protocol.judge a method (e.g. method@protocol.judge=triplet)")
         ctx = RunContext(device=device, seed=cfg.seed, progress=cfg.progress)
 
         learner = fit_or_load(cfg, learner, split, train, ctx, record)

@@ -92,6 +92,21 @@ def test_add_refuses_when_a_held_row_dropped(results, capsys):
     assert (results / "reference" / "s.csv").read_text() == before
 
 
+def test_also_accept_keeps_the_worse_of_two_environments(results):
+    first = pd.read_csv(results / "s" / "leaderboard.csv")  # acc 0.80, EER 0.20: the reference's run
+    with_sdn = pd.concat([first, first.iloc[:1].assign(method="sdn", mean=0.3)])
+    second = with_sdn.assign(mean=[0.70, 0.10, 0.3])  # accuracy worse, EER better, in the other environment
+    second.to_csv(results / "s" / "leaderboard.csv", index=False)
+    assert main(["s", "--results", str(results), "--also-accept"]) == 0
+    ref = pd.read_csv(results / "reference" / "s.csv").set_index(["method", "metric"])["mean"]
+    assert (ref[("protonet", "acc_5w1s")], ref[("protonet", "eer")], ref[("sdn", "acc_5w1s")]) == (0.70, 0.20, 0.3)
+    assert main(["s", "--results", str(results)]) == 0  # the second environment passes
+    with_sdn.to_csv(results / "s" / "leaderboard.csv", index=False)
+    assert main(["s", "--results", str(results)]) == 0  # and so does the first
+    with_sdn.assign(mean=[0.60, 0.20, 0.3]).to_csv(results / "s" / "leaderboard.csv", index=False)
+    assert main(["s", "--results", str(results)]) == 1  # a drop below both still fails
+
+
 def _swept_method_names(params) -> set[str]:
     """The method names a preset's sweep produces: every combination of ``method`` and the ``method.*``
     overrides it sweeps, composed through Hydra (a name may depend on them, e.g. dc_k${n_learners})."""
@@ -119,7 +134,8 @@ def test_every_study_ci_regresses_has_a_reference():
     for loop in re.findall(r"for study in ([\w ]+); do", ci):
         regressed |= set(loop.split())
     regressed.discard("$study")
-    assert {"smoke_digits", "ci_fashion_mnist", "ci_set_retrieval_fashion", "set_retrieval_digits"} <= regressed
+    assert {"smoke_digits", "ci_fashion_mnist", "ci_set_retrieval_fashion", "set_retrieval_digits", "set_generation_digits",
+            "ci_set_generation_fashion"} <= regressed
     assert regressed <= set(REFERENCES)
 
 

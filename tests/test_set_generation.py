@@ -132,6 +132,13 @@ def test_a_study_gets_its_figures_and_the_judge_comes_from_the_fit_cache(compose
             "digits_sdn_set_generation_samples.png"} <= figures
 
 
+def test_a_run_without_a_judge_fails_before_training(compose_cfg, tmp_path):
+    with pytest.raises(ValueError, match="method@protocol.judge"):
+        execute(compose_cfg("method=sdn", "protocol=set_generation", "~protocol.judge", "study=nojudge", *TINY))
+    record = json.loads(next((tmp_path / "results" / "runs" / "nojudge").rglob("record.json")).read_text())
+    assert record["status"] == "failed" and "fit" not in record
+
+
 def test_a_learner_that_cannot_generate_fails_before_training(compose_cfg, tmp_path):
     with pytest.raises(UnsupportedProtocolError, match="sample_codes"):
         execute(compose_cfg("method=protonet", "protocol=set_generation", "study=bad", *TINY))
