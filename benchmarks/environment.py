@@ -51,7 +51,20 @@ def pick_device(name: str) -> torch.device:
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
-    return f"cpu:{platform.processor() or platform.machine()} x{os.cpu_count()}"
+    return f"cpu:{cpu_model()} x{os.cpu_count()}"
+
+
+@lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what ``platform`` knows: trained nets depend on it
+    (the order of floating-point sums), so every record names it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def set_threads(threads: int | None) -> int:

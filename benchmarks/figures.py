@@ -255,6 +255,6 @@ def draw_all(table: pd.DataFrame, roc: pd.DataFrame, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = fewshot_bars(table, out)
     for protocol in dict.fromkeys(table["protocol"]):
-        if protocol != "fewshot":
+        if protocol not in ("fewshot", "set_generation"):  # set generation: benchmarks/generation_figures.py
             written += metric_panels(table, protocol, out)
     return written + k_sweeps(table, out) + noise_sweeps(table, out) + roc_curves(roc, table, out)

@@ -14,8 +14,13 @@ import pandas as pd
 from benchmarks.stats import mean_ci
 
 KEYS = ["dataset", "protocol", "method"]
-# Lower is better for these; every other metric is higher-is-better.
+# Lower is better for these, and for any metric named "<one of them>_<qualifier>" (eer_real,
+# eer_reconstructed); every other metric is higher-is-better.
 LOWER_IS_BETTER = frozenset({"eer", "knn_error", "oneshot_error"})
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric in LOWER_IS_BETTER or any(metric.startswith(f"{name}_") for name in LOWER_IS_BETTER)
 
 
 def records_frame(records: list[dict]) -> pd.DataFrame:
@@ -52,7 +57,7 @@ def aggregate(long: pd.DataFrame) -> pd.DataFrame:
                     "reference_row": bool(g["reference_row"].iloc[0]), "mean": stat.mean, "ci95": ci,
                     "ci_over": ci_over, "n_seeds": stat.n, "seeds": ",".join(str(s) for s in g["seed"]),
                     "mean_run_ci95": float(np.nanmean(g["run_ci95"])) if g["run_ci95"].notna().any() else None,
-                    "lower_is_better": metric in LOWER_IS_BETTER,
+                    "lower_is_better": lower_is_better(metric),
                     "fit_s": float(g["fit_s"].mean())})
     table = pd.DataFrame(out)
     if table.empty:

@@ -6,13 +6,17 @@ results/reference/, metric by metric, with a tolerance per metric from conf/regr
     python -m benchmarks.regress smoke_digits --add      # add the rows the reference lacks (a new method)
     python -m benchmarks.regress smoke_digits --also-accept   # a second environment's run: keep the worse
 
-The reference file is only ever written by --update or --add from a leaderboard the project computed.
+The reference file is only ever written by --update, --add or --also-accept from a leaderboard the project
+computed.
 ``--add`` first runs the check on the rows both have (and refuses to add anything if one dropped), then
 appends the fresh rows the reference lacks, leaving every existing row as it was. ``--also-accept`` takes
 the fresh leaderboard as a second trusted measurement of the same code in another environment (another
 CPU kind, or newer NumPy / SciPy / scikit-learn: a net trained for a few hundred steps follows the order
 of its floating-point sums, which both change), so that the check passes in both: each row the two share
-becomes the worse of the two means (and the larger interval), rows new to the reference are added.
+becomes the worse of the two means (and the larger interval), rows new to the reference are added. It
+refuses a run with fewer seeds than the reference, and prints every row it lowers with the two values.
+Use it only for the same code in a new environment (the records name the CPU and the library versions):
+it lowers the bar in every environment, and a real drop taken in by it is not caught afterwards.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from benchmarks.leaderboard import LOWER_IS_BETTER
+from benchmarks.leaderboard import lower_is_better
 from benchmarks.records import write_csv_atomic
 
 KEYS = ["dataset", "protocol", "method", "metric"]
@@ -35,10 +39,11 @@ def compare(fresh: pd.DataFrame, reference: pd.DataFrame, settings: dict) -> pd.
     tol = settings.get("tolerance", {}) or {}
     merged = reference[KEYS + ["mean", "n_seeds"]].merge(fresh[KEYS + ["mean", "n_seeds"]], on=KEYS, how="left",
                                                          suffixes=("_reference", "_fresh"))
-    lower = LOWER_IS_BETTER
-    sign = merged["metric"].map(lambda m: -1.0 if m in lower else 1.0)
+    sign = merged["metric"].map(lambda m: -1.0 if lower_is_better(m) else 1.0)
     merged["change"] = sign * (merged["mean_fresh"] - merged["mean_reference"])
-    merged["tolerance"] = merged["metric"].map(lambda m: float(tol.get(m, settings["default_tolerance"])))
+    by_protocol = settings.get("protocol_tolerance", {}) or {}
+    merged["tolerance"] = [float(by_protocol.get(p, tol.get(m, settings["default_tolerance"])))
+                           for p, m in zip(merged["protocol"], merged["metric"])]
     merged["verdict"] = "ok"
     merged.loc[merged["change"] < -merged["tolerance"], "verdict"] = "DROPPED"
     merged.loc[merged["n_seeds_fresh"] < merged["n_seeds_reference"], "verdict"] = "FEWER SEEDS"
@@ -111,8 +116,14 @@ def add_rows(fresh: pd.DataFrame, reference: pd.DataFrame, ref_path: Path, setti
 def accept_second(fresh: pd.DataFrame, reference: pd.DataFrame, ref_path: Path) -> int:
     """Each reference row the fresh leaderboard shares becomes the worse of the two means (and the wider
     interval, the fewer seeds' count stays the reference's); fresh rows it lacks are appended."""
-    merged = reference.merge(fresh[KEYS + ["mean", "ci95"]], on=KEYS, how="left", suffixes=("", "_fresh"))
-    lower = merged["metric"].isin(LOWER_IS_BETTER)
+    merged = reference.merge(fresh[KEYS + ["mean", "ci95", "n_seeds"]], on=KEYS, how="left", suffixes=("", "_fresh"))
+    fewer = merged[merged["n_seeds_fresh"] < merged["n_seeds"]]
+    if len(fewer):
+        print(f"Not merging into {ref_path}: {len(fewer)} rows were run on fewer seeds than the reference holds "
+              f"(e.g. {', '.join(fewer[KEYS].astype(str).agg('/'.join, axis=1).head(3))}); run the full preset",
+              file=sys.stderr)
+        return 1
+    lower = merged["metric"].map(lower_is_better)
     seen = merged["mean_fresh"].notna()
     worse = merged["mean_fresh"].where(lower, -merged["mean_fresh"]) > merged["mean"].where(lower, -merged["mean"])
     moved = seen & worse
@@ -123,6 +134,10 @@ def accept_second(fresh: pd.DataFrame, reference: pd.DataFrame, ref_path: Path) 
     out = pd.concat([merged[KEYS + ["mean", "ci95", "n_seeds"]], new[KEYS + ["mean", "ci95", "n_seeds"]]],
                     ignore_index=True)
     write_csv_atomic(ref_path, out)
+    if moved.any():
+        shown = merged.loc[moved, KEYS + ["mean_fresh"]].assign(was=reference.loc[moved.values, "mean"].values)
+        print("rows lowered to the fresh value (was -> now):\n" + shown.rename(columns={"mean_fresh": "now"})[
+            KEYS + ["was", "now"]].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"{ref_path}: {int(moved.sum())} of {int(seen.sum())} shared rows now hold the fresh (worse) value, "
           f"{int(seen.sum() - moved.sum())} kept theirs; {len(new)} rows added")
     return 0

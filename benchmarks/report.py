@@ -60,9 +60,8 @@ def build(study: str, results_dir: Path, readme: Path | None = None) -> int:
         failed = pd.concat([failed, pd.DataFrame({"error": ["unreadable record"] * len(unreadable),
                                                   "run_dir": [str(p.parent) for p in unreadable]})], ignore_index=True)
     write_csv_atomic(out / "failed.csv", failed)
-    figures = draw_all(table, roc, out / "figures") if not table.empty else []
-    if not table.empty and (table["protocol"] == "set_generation").any():
-        figures += draw_generation(records, table, out / "figures")
+    figures = draw_all(table, roc, out / "figures") + draw_generation(records, table, out / "figures") \
+        if not table.empty else []
     print(text)
     n_ok = int((long.drop_duplicates("run_dir")["status"] == "ok").sum())
     print(f"{len(records)} records ({n_ok} ok, {len(records) - n_ok} failed, {len(attempts)} failed re-runs beside ok "

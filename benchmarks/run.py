@@ -60,9 +60,9 @@ def prepare_split(cfg: DictConfig, protocol) -> Split:
     return split
 
 
-def fit_data(train: LabeledData, cfg: DictConfig) -> LabeledData:
+def fit_data(train: LabeledData, cfg: DictConfig, seed: int | None = None) -> LabeledData:
     """The training side as the learner's ``fit`` sees it: decoded through ``dataset.train_transform``
-    (a random training augmentation, seeded by the run's seed) when one is set. Only ``fit`` sees it: the
+    (a random training augmentation, seeded by ``seed``, the run's by default) when one is set. Only ``fit`` sees it: the
     protocols (e.g. the k-NN protocol's reference set) and the split keep the evaluation transform."""
     if cfg.dataset.get("train_transform") is None:
         return train
@@ -71,7 +71,7 @@ def fit_data(train: LabeledData, cfg: DictConfig) -> LabeledData:
         raise ValueError(f"dataset.train_transform is set but the inputs of {cfg.dataset.name} are a "
                          f"{type(train.x).__name__}, not image files; a training augmentation applies to the image "
                          "data sets read from files (cub, cars196, sop, inshop): set dataset.train_transform=null")
-    return train.with_inputs(augmented(build(cfg.dataset.train_transform), seed=cfg.seed))
+    return train.with_inputs(augmented(build(cfg.dataset.train_transform), seed=cfg.seed if seed is None else seed))
 
 
 def execute(cfg: DictConfig) -> dict:
@@ -110,12 +110,10 @@ def execute(cfg: DictConfig) -> dict:
         protocol.check_learner(learner)
         learner.check(split.train)
         train = fit_data(split.train, cfg)  # built now: a bad train_transform fails before any training
-        judge = fit_judge(cfg, split, train, device, record)  # leaves the random state as it found it
+        check_judge(cfg, protocol)
+        judge = fit_judge(cfg, split, device, record)  # leaves the random state as it found it
         if judge is not None:
             protocol = dataclasses.replace(protocol, judge=judge)
-        elif hasattr(protocol, "judge"):
-            raise ValueError(f"the {protocol.name} protocol judges with a second learner, but the config names none: "
-                             "give protocol.judge a method (e.g. method@protocol.judge=triplet)")
         ctx = RunContext(device=device, seed=cfg.seed, progress=cfg.progress)
 
         learner = fit_or_load(cfg, learner, split, train, ctx, record)
@@ -179,7 +177,19 @@ def fit_or_load(cfg: DictConfig, learner, split: Split, train: LabeledData, ctx:
     return learner
 
 
-def fit_judge(cfg: DictConfig, split: Split, train: LabeledData, device, record: dict):
+def check_judge(cfg: DictConfig, protocol) -> None:
+    """A protocol that judges with a second learner (it has a ``judge`` field) needs ``protocol.judge`` in the
+    config, and a judge in the config needs such a protocol: clear errors before any training."""
+    wants, named = hasattr(protocol, "judge"), cfg.protocol.get("judge") is not None
+    if wants and not named:
+        raise ValueError(f"the {protocol.name} protocol judges with a second learner, but the config names none: "
+                         "give protocol.judge a method (e.g. method@protocol.judge=triplet)")
+    if named and not wants:
+        raise ValueError(f"protocol.judge is set, but the {protocol.name} protocol takes no judge: drop it "
+                         "(~protocol.judge) or use a protocol that judges, e.g. protocol=set_generation")
+
+
+def fit_judge(cfg: DictConfig, split: Split, device, record: dict):
     """The judge of a protocol that names one in ``protocol.judge`` (a method config, e.g. the triplet
     net; the set-generation protocol judges generated inputs with it): built with the run's backbone and
     budget, fitted on the training split with the seed ``protocol.judge_seed`` (so every method and seed is
@@ -193,6 +203,7 @@ def fit_judge(cfg: DictConfig, split: Split, train: LabeledData, device, record:
         judge = build(cfg.protocol.judge.learner)
         judge.check(split.train)
         entry: dict = {"method": cfg.protocol.judge.name, "seed": ctx.seed}
+        train = fit_data(split.train, cfg, seed=ctx.seed)  # augmented (if at all) as the judge's own run would be
         judge = fit_or_load(cfg, judge, split, train, ctx, entry, method="protocol.judge")
     record["judge"] = entry
     return judge

@@ -34,7 +34,10 @@ Choices the seed leaves open (the paper's text was not available), each in the r
 - the mismatch term (real members, wrong code) is not in the seed: without it the encoder learns only
   through the adversarial game, which in a few hundred steps leaves codes that barely depend on the set
   (``mismatch_weight: 0`` turns it off);
-- the codes are deterministic (hard threshold of the logit at 0), so a set always gets the same code;
+- the codes are deterministic (hard threshold of the logit at 0), so a set always gets the same code at
+  test time; in training a BatchNorm backbone (Conv-4, the MLP) normalises over the step's whole batch of
+  set members, padding repeats included, so a training set's code also depends on the other sets of its
+  step, as any BatchNorm feature does;
 - the mode-seeking term is not in the seed either: without it the generator ignores its noise and every
   member of a generated set is the same input (measured on digits at 300 steps: a mean per-feature
   standard deviation within a generated set of 0.035 against 0.45 within a real one; with the term in the

@@ -92,12 +92,13 @@ def test_add_refuses_when_a_held_row_dropped(results, capsys):
     assert (results / "reference" / "s.csv").read_text() == before
 
 
-def test_also_accept_keeps_the_worse_of_two_environments(results):
+def test_also_accept_keeps_the_worse_of_two_environments(results, capsys):
     first = pd.read_csv(results / "s" / "leaderboard.csv")  # acc 0.80, EER 0.20: the reference's run
     with_sdn = pd.concat([first, first.iloc[:1].assign(method="sdn", mean=0.3)])
     second = with_sdn.assign(mean=[0.70, 0.10, 0.3])  # accuracy worse, EER better, in the other environment
     second.to_csv(results / "s" / "leaderboard.csv", index=False)
     assert main(["s", "--results", str(results), "--also-accept"]) == 0
+    assert "0.8000" in capsys.readouterr().out  # the lowered row is listed with its old value
     ref = pd.read_csv(results / "reference" / "s.csv").set_index(["method", "metric"])["mean"]
     assert (ref[("protonet", "acc_5w1s")], ref[("protonet", "eer")], ref[("sdn", "acc_5w1s")]) == (0.70, 0.20, 0.3)
     assert main(["s", "--results", str(results)]) == 0  # the second environment passes
@@ -105,6 +106,29 @@ def test_also_accept_keeps_the_worse_of_two_environments(results):
     assert main(["s", "--results", str(results)]) == 0  # and so does the first
     with_sdn.assign(mean=[0.60, 0.20, 0.3]).to_csv(results / "s" / "leaderboard.csv", index=False)
     assert main(["s", "--results", str(results)]) == 1  # a drop below both still fails
+
+
+def test_also_accept_refuses_a_run_on_fewer_seeds(results, capsys):
+    before = (results / "reference" / "s.csv").read_text()
+    frame = pd.read_csv(results / "s" / "leaderboard.csv").assign(mean=[0.5, 0.5], n_seeds=1)
+    frame.to_csv(results / "s" / "leaderboard.csv", index=False)
+    assert main(["s", "--results", str(results), "--also-accept"]) == 1
+    assert "fewer seeds" in capsys.readouterr().err
+    assert (results / "reference" / "s.csv").read_text() == before
+
+
+def test_qualified_error_rates_are_lower_is_better(tmp_path):
+    rows = [{"dataset": "digits", "protocol": "set_generation", "method": "sdn", "metric": m, "mean": v, "ci95": 0.01,
+             "n_seeds": 1} for m, v in (("eer_reconstructed", 0.27), ("auc_reconstructed", 0.80))]
+    (tmp_path / "g").mkdir()
+    pd.DataFrame(rows).to_csv(tmp_path / "g" / "leaderboard.csv", index=False)
+    assert main(["g", "--results", str(tmp_path), "--update"]) == 0
+    rows[0]["mean"] = 0.95  # the error rate rose: a drop, whatever the protocol's tolerance
+    pd.DataFrame(rows).to_csv(tmp_path / "g" / "leaderboard.csv", index=False)
+    assert main(["g", "--results", str(tmp_path)]) == 1
+    rows[0]["mean"] = 0.05  # it fell: better
+    pd.DataFrame(rows).to_csv(tmp_path / "g" / "leaderboard.csv", index=False)
+    assert main(["g", "--results", str(tmp_path)]) == 0
 
 
 def _swept_method_names(params) -> set[str]:

@@ -118,8 +118,48 @@ def test_the_runner_fits_the_judge_as_a_run_of_its_own_would(compose_cfg):
     assert rec["status"] == "ok" and rec["judge"]["method"] == "triplet"
     assert rec["judge"]["fit"]["loss_curve"] == own["fit"]["loss_curve"]  # same start, same batches
     alone = execute(compose_cfg("method=sdn", "protocol=fewshot", "fit_cache=false", *TINY[:2]))
-    assert rec["fit"]["loss_curve"] == alone["fit"]["loss_curve"]  # the judge leaves the learner's seed alone
+    assert rec["fit"]["loss_curve"] == alone["fit"]["loss_curve"]
     assert all(0.0 <= m["mean"] <= 1.0 for m in rec["metrics"].values())
+
+
+def test_fitting_the_judge_leaves_every_random_state_as_it_was(compose_cfg):
+    """The triplet judge's fit draws from the global generators (initialisation, batches); the learner's
+    fit that follows must start from the state a run without a judge would have."""
+    import random
+
+    import numpy as np
+
+    from benchmarks.run import build, fit_judge, prepare_split
+    cfg = compose_cfg("method=sdn", "protocol=set_generation", "fit_cache=false", *TINY)
+    protocol = build(cfg.protocol.evaluator)
+    split = prepare_split(cfg, protocol)
+    cfg.backbone.input_shape = list(split.train.input_shape)
+    torch.manual_seed(123)
+    np.random.seed(5)
+    random.seed(7)
+    before = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+    record = {}
+    judge = fit_judge(cfg, split, torch.device("cpu"), record)
+    assert record["judge"]["fit"]["iterations"] == 40 and judge is not None
+    assert torch.equal(torch.get_rng_state(), before[0])
+    assert np.array_equal(np.random.get_state()[1], before[1]) and random.getstate() == before[2]
+
+
+
+def test_without_the_guard_the_judge_would_move_the_random_state(compose_cfg, monkeypatch):
+    """The check above can fail: with the guard taken away, fitting the judge moves the global state."""
+    import contextlib
+
+    import benchmarks.run as run
+    monkeypatch.setattr(run, "kept_random_state", contextlib.nullcontext)
+    cfg = compose_cfg("method=sdn", "protocol=set_generation", "fit_cache=false", *TINY)
+    protocol = run.build(cfg.protocol.evaluator)
+    split = run.prepare_split(cfg, protocol)
+    cfg.backbone.input_shape = list(split.train.input_shape)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    run.fit_judge(cfg, split, torch.device("cpu"), {})
+    assert not torch.equal(torch.get_rng_state(), before)
 
 
 def test_a_study_gets_its_figures_and_the_judge_comes_from_the_fit_cache(compose_cfg, tmp_path):
@@ -137,6 +177,11 @@ def test_a_run_without_a_judge_fails_before_training(compose_cfg, tmp_path):
         execute(compose_cfg("method=sdn", "protocol=set_generation", "~protocol.judge", "study=nojudge", *TINY))
     record = json.loads(next((tmp_path / "results" / "runs" / "nojudge").rglob("record.json")).read_text())
     assert record["status"] == "failed" and "fit" not in record
+
+
+def test_a_judge_under_a_protocol_that_takes_none_fails_before_training(compose_cfg):
+    with pytest.raises(ValueError, match="takes no judge"):
+        execute(compose_cfg("method=triplet", "protocol=fewshot", "+method@protocol.judge=triplet", *TINY[:2]))
 
 
 def test_a_learner_that_cannot_generate_fails_before_training(compose_cfg, tmp_path):
