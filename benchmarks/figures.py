@@ -46,8 +46,10 @@ def pretty(metric: str) -> str:
 
 
 def _save(fig, path: Path, dpi: int = 130) -> Path:
+    """Write the figure as PNG at ``path`` and, for papers, as vector PDF beside it; returns the PNG path."""
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)
+    fig.savefig(path.with_suffix(".pdf"))
     plt.close(fig)
     return path
 
@@ -206,6 +208,69 @@ def k_sweeps(table: pd.DataFrame, out: Path) -> list[Path]:
 NOISY = re.compile(r"map_(?P<poly>poly_)?rho(?P<rho>\d+)")
 
 
+def _line_looks(part: pd.DataFrame) -> tuple[list[str], list[str], dict]:
+    """Reference rows and learners in order, and each method's (colour, line style, marker): reference
+    rows in greys, dashed; the learners in ten distinct colours, then the same colours with another line
+    style and marker (never two lines of near-identical colour and style)."""
+    is_ref = set(part[part["reference_row"].astype(bool)]["method"])
+    learners = [m for m in dict.fromkeys(part["method"]) if m not in is_ref]
+    refs = [m for m in dict.fromkeys(part["method"]) if m in is_ref]
+    styles = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D")]
+    look = {m: (plt.cm.tab10.colors[i % 10], *styles[(i // 10) % len(styles)]) for i, m in enumerate(learners)}
+    look |= {m: (str(0.15 + 0.35 * j), "--", "x") for j, m in enumerate(refs)}
+    return refs, learners, look
+
+
+def _method_lines(ax, part: pd.DataFrame, x: str, refs: list[str], learners: list[str], look: dict) -> None:
+    """One line per method of ``part`` (mean against column ``x``) with its 95% band, cut at 0 and 1."""
+    for method in refs + learners:
+        rows = part[part["method"] == method].sort_values(x)
+        if rows.empty:
+            continue
+        colour, ls, marker = look[method]
+        ax.plot(rows[x], rows["mean"], marker=marker, ms=4, color=colour, lw=1.4, ls=ls,
+                label=f"{method}{' (ref.)' if method in refs else ''}")
+        ci = rows["ci95"].fillna(0.0)
+        ax.fill_between(rows[x], (rows["mean"] - ci).clip(lower=0), (rows["mean"] + ci).clip(upper=1),
+                        color=colour, alpha=0.08)
+
+
+SHOTS = re.compile(r"^acc_(?P<way>\d+)w(?P<shot>\d+)s$")
+
+
+def shot_curves(table: pd.DataFrame, out: Path) -> list[Path]:
+    """Few-shot accuracy against the number of shots (log axis), one line per method with its 95% CI
+    band, one panel per way; for every (dataset, protocol) that measured three or more shot counts."""
+    written = []
+    parsed = table["metric"].str.extract(SHOTS.pattern)
+    shots = table.assign(way=pd.to_numeric(parsed["way"]), shot=pd.to_numeric(parsed["shot"])).dropna(subset=["shot"])
+    for (dataset, protocol), part in shots.groupby(["dataset", "protocol"], sort=False):
+        ways = sorted(w for w, g in part.groupby("way") if g["shot"].nunique() >= 3)
+        if not ways:
+            continue
+        refs, learners, look = _line_looks(part)
+        fig, axes = plt.subplots(1, len(ways), figsize=(1.0 + 4.6 * len(ways), 4.4), squeeze=False)
+        for ax, way in zip(axes[0], ways):
+            rows_w = part[part["way"] == way]
+            _method_lines(ax, rows_w, "shot", refs, learners, look)
+            ax.axhline(1 / way, color="grey", ls=":", lw=1)
+            ax.set_xscale("log")
+            ticks = sorted(rows_w["shot"].unique())
+            ax.set_xticks(ticks, [str(int(t)) for t in ticks])
+            ax.minorticks_off()
+            ax.set_xlabel("shots per class (log scale)")
+            ax.set_title(f"{int(way)}-way (dotted: chance)", fontsize=9)
+            ax.set_ylim(0, 1.0)
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel("accuracy on held-out classes")
+        axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+        note = _ci_note(part).replace("; bars cut at 0 and 1", "")
+        title = f"{dataset} · {protocol}: accuracy against shots ({note}; bands: 95% CI, cut at 0 and 1)"
+        fig.suptitle("\n".join(textwrap.wrap(title, max(40, int(fig.get_figwidth() * 13)))), fontsize=9)
+        written.append(_save(fig, out / f"{dataset}_{protocol}_vs_shots.png"))
+    return written
+
+
 def noise_sweeps(table: pd.DataFrame, out: Path) -> list[Path]:
     """Set retrieval: mAP against the outlier fraction of the defining sets, one line per method with its
     95% CI band; a panel for one-class concepts and one for polysemous (two-class) concepts."""
@@ -218,26 +283,10 @@ def noise_sweeps(table: pd.DataFrame, out: Path) -> list[Path]:
         if part.groupby("poly")["rho"].nunique().max() < 2:
             continue
         fig, axes = plt.subplots(1, len(kinds), figsize=(1.0 + 4.6 * len(kinds), 4.4), squeeze=False, sharey=True)
-        refs = set(part[part["reference_row"].astype(bool)]["method"])
-        # reference rows in greys, dashed; the learners in ten distinct colours, then the same colours with
-        # another line style and marker (never two lines of near-identical colour and style)
-        learners = [m for m in dict.fromkeys(part["method"]) if m not in refs]
-        refs = [m for m in dict.fromkeys(part["method"]) if m in refs]
-        styles = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D")]
-        look = {m: (plt.cm.tab10.colors[i % 10], *styles[(i // 10) % len(styles)]) for i, m in enumerate(learners)}
-        look |= {m: (str(0.15 + 0.35 * j), "--", "x") for j, m in enumerate(refs)}
+        refs, learners, look = _line_looks(part)
         for ax, poly in zip(axes[0], kinds):
             rows_k = part[part["poly"] == poly]
-            for method in refs + learners:
-                rows = rows_k[rows_k["method"] == method].sort_values("rho")
-                if rows.empty:
-                    continue
-                colour, ls, marker = look[method]
-                ax.plot(rows["rho"], rows["mean"], marker=marker, ms=4, color=colour, lw=1.4, ls=ls,
-                        label=f"{method}{' (ref.)' if method in refs else ''}")
-                ci = rows["ci95"].fillna(0.0)
-                ax.fill_between(rows["rho"], (rows["mean"] - ci).clip(lower=0), (rows["mean"] + ci).clip(upper=1),
-                                color=colour, alpha=0.08)
+            _method_lines(ax, rows_k, "rho", refs, learners, look)
             ax.set_xlabel("outlier fraction of the defining set (ρ)")
             ax.set_title("polysemous concepts (two classes)" if poly else "one-class concepts", fontsize=9)
             ax.set_xticks(sorted(rows_k["rho"].unique()))
@@ -257,4 +306,5 @@ def draw_all(table: pd.DataFrame, roc: pd.DataFrame, out: Path) -> list[Path]:
     for protocol in dict.fromkeys(table["protocol"]):
         if protocol not in ("fewshot", "set_generation"):  # set generation: benchmarks/generation_figures.py
             written += metric_panels(table, protocol, out)
-    return written + k_sweeps(table, out) + noise_sweeps(table, out) + roc_curves(roc, table, out)
+    return written + k_sweeps(table, out) + noise_sweeps(table, out) + shot_curves(table, out) + \
+        roc_curves(roc, table, out)

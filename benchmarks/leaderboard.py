@@ -67,16 +67,25 @@ def aggregate(long: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["dataset", "protocol", "_order"], kind="stable").drop(columns="_order").reset_index(drop=True)
 
 
-def _cell(mean: float, ci: float | None, ci_over: str) -> str:
-    if ci is None or np.isnan(ci):
-        return f"{mean:.3f}"
-    return f"{mean:.3f} ± {ci:.3f}{' †' if ci_over == 'within run' else ''}"
+def _cell(mean: float, ci: float | None, ci_over: str, vs_best: str = "", style: str = "markdown") -> str:
+    """'mean ± ci' (with † for a run's own interval); the best row in bold and a tie with it marked ≈
+    when the table holds the paired comparison (``benchmarks.comparison``)."""
+    latex = style == "latex"
+    pm, dagger = (r" $\pm$ ", r"$^\dagger$") if latex else (" ± ", " †")
+    text = f"{mean:.3f}" if ci is None or np.isnan(ci) else \
+        f"{mean:.3f}{pm}{ci:.3f}{dagger if ci_over == 'within run' else ''}"
+    if vs_best == "best":
+        return rf"\textbf{{{text}}}" if latex else f"**{text}**"
+    if vs_best == "tie":
+        return text + (r" $\approx$" if latex else " ≈")
+    return text
 
 
-def wide(table: pd.DataFrame, dataset: str, protocol: str) -> pd.DataFrame:
-    """Methods as rows, metrics as columns, cells 'mean ± ci95'."""
+def wide(table: pd.DataFrame, dataset: str, protocol: str, style: str = "markdown") -> pd.DataFrame:
+    """Methods as rows, metrics as columns, cells 'mean ± ci95' (``style`` "markdown" or "latex")."""
     part = table[(table["dataset"] == dataset) & (table["protocol"] == protocol)].copy()
-    part["cell"] = [_cell(m, c, o) for m, c, o in zip(part["mean"], part["ci95"], part["ci_over"])]
+    marks = part["vs_best"] if "vs_best" in part else pd.Series("", index=part.index)
+    part["cell"] = [_cell(m, c, o, v, style) for m, c, o, v in zip(part["mean"], part["ci95"], part["ci_over"], marks)]
     methods = list(dict.fromkeys(part["method"]))
     metrics = list(dict.fromkeys(part["metric"]))
     grid = part.pivot(index="method", columns="metric", values="cell").reindex(index=methods, columns=metrics)
@@ -88,21 +97,62 @@ def wide(table: pd.DataFrame, dataset: str, protocol: str) -> pd.DataFrame:
     return grid.fillna("—")
 
 
-def markdown(table: pd.DataFrame) -> str:
-    parts = []
+def _sections(table: pd.DataFrame):
     for dataset in dict.fromkeys(table["dataset"]):
         for protocol in dict.fromkeys(table[table["dataset"] == dataset]["protocol"]):
-            part = table[(table["dataset"] == dataset) & (table["protocol"] == protocol)]
-            note = "mean over training seeds ± 95% CI over seeds (Student t; symmetric, not clipped to [0, 1])"
-            if (part["ci_over"] == "within run").any():
-                note += ("; † the interval is the run's own (over episodes, queries, test samples, or held-out "
-                         "classes for verification): one training seed was run, or the seed does not change this row")
-            if (part["ci_over"] == "none").any():
-                note += "; no interval: a single number per run and a single distinct value over seeds"
-            arrows = ", ".join(sorted(set(part[part["lower_is_better"]]["metric"])))
-            note += f"; lower is better: {arrows}" if arrows else ""
-            parts.append(f"### {dataset} · {protocol}\n\n{note}\n\n{wide(table, dataset, protocol).to_markdown()}\n")
+            yield dataset, protocol, table[(table["dataset"] == dataset) & (table["protocol"] == protocol)]
+
+
+def _note(part: pd.DataFrame) -> str:
+    note = "mean over training seeds ± 95% CI over seeds (Student t; symmetric, not clipped to [0, 1])"
+    if (part["ci_over"] == "within run").any():
+        note += ("; † the interval is the run's own (over episodes, queries, test samples, or held-out "
+                 "classes for verification): one training seed was run, or the seed does not change this row")
+    if (part["ci_over"] == "none").any():
+        note += "; no interval: a single number per run and a single distinct value over seeds"
+    arrows = ", ".join(sorted(set(part[part["lower_is_better"]]["metric"])))
+    note += f"; lower is better: {arrows}" if arrows else ""
+    if "vs_best" in part:
+        over = sorted(set(part["diff_over"]) - {""})
+        note += ("; **bold**: best mean; ≈: not shown to differ from the best (95% interval of the paired "
+                 f"difference over the same {' / '.join(over) if over else 'units'} holds 0; paired bootstrap, "
+                 "no multiple-comparison correction)")
+        untested = sorted(set(part.loc[part["vs_best"].str.startswith("untested"), "metric"]))
+        note += f"; not tested (no per-unit values): {', '.join(untested)}" if untested else ""
+    return note
+
+
+def markdown(table: pd.DataFrame) -> str:
+    parts = []
+    for dataset, protocol, part in _sections(table):
+        parts.append(f"### {dataset} · {protocol}\n\n{_note(part)}\n\n{wide(table, dataset, protocol).to_markdown()}\n")
     return "\n".join(parts)
+
+
+def _latex_escape(text: str) -> str:
+    for char, repl in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#")):
+        text = text.replace(char, repl)
+    return text
+
+
+def latex(table: pd.DataFrame) -> str:
+    """One booktabs ``tabular`` per (dataset, protocol), each in a ``table`` float with a caption; needs
+    ``\\usepackage{booktabs}`` in the preamble."""
+    parts = ["% simbench leaderboard; needs \\usepackage{booktabs}"]
+    for dataset, protocol, part in _sections(table):
+        grid = wide(table, dataset, protocol, style="latex")
+        columns = ["method", *grid.columns]
+        head = " & ".join(_latex_escape(str(c)) for c in columns) + r" \\"
+        rows = [" & ".join([_latex_escape(str(name)), *(str(v) for v in row)]) + r" \\"
+                for name, row in zip(grid.index, grid.itertuples(index=False))]
+        caption = _latex_escape(f"{dataset} · {protocol}: ").replace("·", "--") + _latex_escape(_note(part)) \
+            .replace("**bold**", r"\textbf{bold}").replace("±", r"$\pm$").replace("≈", r"$\approx$") \
+            .replace("†", r"$^\dagger$")
+        parts.append("\n".join([r"\begin{table}[ht]", r"\centering\small",
+                                 rf"\begin{{tabular}}{{l{'r' * (len(columns) - 1)}}}", r"\toprule", head, r"\midrule",
+                                 *rows, r"\bottomrule", r"\end{tabular}", rf"\caption{{{caption}}}",
+                                 r"\end{table}"]))
+    return "\n\n".join(parts) + "\n"
 
 
 def roc_frame(records: list[dict]) -> pd.DataFrame:

@@ -14,6 +14,8 @@ import pandas as pd
 
 SCHEMA_VERSION = 1
 RECORD_NAME = "record.json"
+UNITS_NAME = "units.npz"  # per-unit values and paired bootstrap replicates of a run's metrics
+UNIT, REPLICATE = "unit.", "replicate."  # key prefixes in units.npz
 
 
 def config_hash(config: dict) -> str:

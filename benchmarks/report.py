@@ -2,8 +2,10 @@
 
     python -m benchmarks.report smoke_digits        # reads results/runs/smoke_digits/**/record.json
 
-Writes results/<study>/leaderboard.csv (long form), leaderboard.md, roc.csv, failed.csv and figures/*.png,
-and prints the Markdown table.
+Writes results/<study>/leaderboard.csv (long form), leaderboard.md, leaderboard.tex (booktabs), roc.csv,
+failed.csv and figures/*.png (and .pdf), and prints the Markdown table. In every table the best mean of
+each metric is in bold and the rows not shown to differ from it (paired bootstrap over the same episodes,
+queries or class resamples: ``benchmarks.comparison``) are marked ≈.
 """
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from benchmarks.comparison import compare_with_best, load_units
 from benchmarks.figures import draw_all
 from benchmarks.generation_figures import draw_generation
-from benchmarks.leaderboard import aggregate, markdown, records_frame, roc_frame
+from benchmarks.leaderboard import aggregate, latex, markdown, records_frame, roc_frame
 import pandas as pd
 
 from benchmarks.records import FAILED_NAME, atomic_write, load_records, write_csv_atomic
@@ -45,12 +48,14 @@ def build(study: str, results_dir: Path, readme: Path | None = None) -> int:
               f"  python -m benchmarks.run -m experiment={study}", file=sys.stderr)
         return 2
     long = records_frame(records)
-    table = aggregate(long)
+    table = compare_with_best(aggregate(long), long, load_units(records))
     roc = roc_frame(records)
     out = results_dir / study
     write_csv_atomic(out / "leaderboard.csv", table)
     text = markdown(table) if not table.empty else "(no successful runs)\n"
     atomic_write(out / "leaderboard.md", lambda fh: fh.write(text.encode()))
+    tex = latex(table) if not table.empty else "% no successful runs\n"
+    atomic_write(out / "leaderboard.tex", lambda fh: fh.write(tex.encode()))
     write_csv_atomic(out / "roc.csv", roc)
     failed = long[long["status"] != "ok"][["dataset", "protocol", "method", "seed", "error", "run_dir"]]
     if attempts:  # failed re-runs beside an ok record: listed, never counted in the table
@@ -66,7 +71,7 @@ def build(study: str, results_dir: Path, readme: Path | None = None) -> int:
     n_ok = int((long.drop_duplicates("run_dir")["status"] == "ok").sum())
     print(f"{len(records)} records ({n_ok} ok, {len(records) - n_ok} failed, {len(attempts)} failed re-runs beside ok "
           f"records, {len(unreadable)} unreadable) -> {out}/leaderboard.md, "
-          f"leaderboard.csv, roc.csv; {len(figures)} figures in {out}/figures/")
+          f"leaderboard.csv, leaderboard.tex, roc.csv; {len(figures)} figures in {out}/figures/")
     if readme is not None:
         done = update_readme(readme, study, text)
         print(f"README leaderboard for {study} {'updated' if done else 'not found (no markers)'} in {readme}")

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import signal
 import sys
+import threading
 import time
 import traceback
 from datetime import datetime, timezone
@@ -25,8 +27,8 @@ from omegaconf import DictConfig, OmegaConf
 from benchmarks.environment import (describe_device, git_revision, kept_random_state, library_versions, pick_device,
                                     seed_everything, set_threads)
 from benchmarks.fit_cache import FitCache, fit_key
-from benchmarks.records import (RECORD_NAME, SCHEMA_VERSION, config_hash, read_record, store_record,
-                                write_csv_atomic, write_npz_atomic)
+from benchmarks.records import (RECORD_NAME, REPLICATE, SCHEMA_VERSION, UNIT, UNITS_NAME, config_hash, read_record,
+                                store_record, write_csv_atomic, write_npz_atomic)
 from datasets.labeled import LabeledData, Standardizer
 from datasets.splits import Split
 from methods.base import RunContext
@@ -131,6 +133,10 @@ def execute(cfg: DictConfig) -> dict:
         for name, arrays in result.artifacts.items():
             digest = write_npz_atomic(run_dir / f"{name}.npz", arrays)
             record["artifacts"][name] = {"file": f"{name}.npz", "sha256": digest}
+        if result.units or result.replicates:  # per-unit values, for paired comparisons (benchmarks.comparison)
+            arrays = {f"{UNIT}{k}": v for k, v in result.units.items()} | \
+                     {f"{REPLICATE}{k}": v for k, v in result.replicates.items()}
+            record["units"] = {"file": UNITS_NAME, "sha256": write_npz_atomic(run_dir / UNITS_NAME, arrays)}
         record["status"] = "ok"
     except BaseException as exc:  # an interrupted run (Ctrl-C) is recorded as failed too
         record["status"] = "failed"
@@ -225,8 +231,19 @@ def summary_line(record: dict) -> str:
     return f"{head} ({record['timings']['total_s']:.1f}s): " + ", ".join(shown)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's time limit or preemption, ``kill``): the run in progress records itself as
+    failed, as after Ctrl-C; the sweep stops, and a re-run redoes that run only."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated("terminated by SIGTERM (a time limit, a preemption or kill): re-run the sweep to finish it")
+
+
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    if threading.current_thread() is threading.main_thread():  # signal handlers live on the main thread
+        signal.signal(signal.SIGTERM, _on_sigterm)
     execute(cfg)
 
 

@@ -77,6 +77,9 @@ def test_report_and_figures(compose_cfg, tmp_path, capsys):
     figures = sorted(p.name for p in (results / "e2e" / "figures").glob("*.png"))
     assert figures == ["digits_fewshot.png", "digits_knn.png", "digits_retrieval.png", "digits_roc.png",
                        "digits_verification.png"]
+    pdfs = sorted(p.name for p in (results / "e2e" / "figures").glob("*.pdf"))
+    assert pdfs == [name.replace(".png", ".pdf") for name in figures]  # each also as vector PDF
+    assert (results / "e2e" / "leaderboard.tex").read_text().count(r"\begin{tabular}") == 4
 
 
 def test_hydra_multirun_from_the_command_line(tmp_path):

@@ -14,11 +14,18 @@ from methods.base import Learner, RunContext
 @dataclass
 class ProtocolResult:
     """metrics: name -> Metric. curves: name -> table of points (e.g. ROC). artifacts: name -> JSON-able
-    data kept beside the record (e.g. the episode indices)."""
+    data kept beside the record (e.g. the episode indices). units: metric name -> the per-unit values the
+    metric is the mean of (one per episode, query, test sample, concept or run), in an order fixed by the
+    data seed, so that two learners' values pair unit by unit (``benchmarks.comparison``); metrics that are
+    not a mean of independent units (AUC, NMI) have none. replicates: metric name -> bootstrap replicates
+    drawn with the data seed (the same resampled classes for every learner), so they pair replicate by
+    replicate; for metrics with no units, e.g. verification's AUC."""
 
     metrics: dict[str, Metric]
     curves: dict[str, pd.DataFrame] = field(default_factory=dict)
     artifacts: dict[str, Any] = field(default_factory=dict)
+    units: dict[str, Any] = field(default_factory=dict)
+    replicates: dict[str, Any] = field(default_factory=dict)
 
 
 class EvaluationProtocol(TypingProtocol):

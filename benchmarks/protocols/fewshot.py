@@ -54,17 +54,18 @@ class FewShotProtocol:
         position = torch.full((len(split.test),), -1, dtype=torch.long)
         position[used] = torch.arange(len(used))
         emb = embed_all(learner, take(split.test.x, used))  # lazy images: decoded batch by batch
-        metrics, artifacts = {}, {}
+        metrics, artifacts, units = {}, {}, {}
         for k, eps in all_episodes.items():
             support_y = torch.arange(self.n_way).repeat_interleave(k)
             query_y = torch.arange(self.n_way).repeat_interleave(self.n_query)
             correct = self._score(learner, emb, position, eps, support_y, query_y, ctx, f"{self.n_way}-way {k}-shot")
             name = metric_name(self.n_way, k)
             metrics[name] = mean_ci(correct.numpy())
+            units[name] = correct.numpy()
             # indices into the test split; the record keeps the split's own indices into the dataset
             artifacts[f"episodes_{name}"] = {"classes": eps.classes.numpy(), "support": eps.support.numpy(),
                                              "query": eps.query.numpy()}
-        return ProtocolResult(metrics=metrics, artifacts=artifacts)
+        return ProtocolResult(metrics=metrics, artifacts=artifacts, units=units)
 
     def _score(self, learner: Learner, emb, position, eps, support_y, query_y, ctx: RunContext, desc: str):
         """Per-episode accuracy: ``episodes_per_batch`` episodes at a time through the learner's

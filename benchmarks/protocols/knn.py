@@ -48,4 +48,4 @@ class KNNProtocol:
         wrong = (pred != split.test.y).double().numpy()
         p, n = float(wrong.mean()), len(wrong)
         ci = float(1.959964 * np.sqrt(max(p * (1 - p), 0.0) / n))  # normal approximation of a binomial
-        return ProtocolResult(metrics={f"knn_error": Metric(p, ci, n)})
+        return ProtocolResult(metrics={"knn_error": Metric(p, ci, n)}, units={"knn_error": wrong})

@@ -167,4 +167,4 @@ class OmniglotOneShotProtocol:
             answers[f"{run.name}_predicted"] = prediction.numpy()
             answers[f"{run.name}_truth"] = run.test_y.numpy()
         return ProtocolResult(metrics=metrics, curves={"oneshot_runs": table, "oneshot_vs_published": comparison},
-                              artifacts={"oneshot_answers": answers})
+                              artifacts={"oneshot_answers": answers}, units={"oneshot_error": np.asarray(errors)})

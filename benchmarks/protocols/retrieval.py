@@ -102,4 +102,5 @@ class RetrievalProtocol:
         artifacts = {"test_index": keep.numpy()}
         if roles is not None:
             artifacts["test_roles"] = roles[keep].numpy()
-        return ProtocolResult(metrics=metrics, artifacts={"gallery": artifacts})
+        return ProtocolResult(metrics=metrics, artifacts={"gallery": artifacts},
+                              units=dict(values))

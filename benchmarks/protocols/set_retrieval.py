@@ -126,7 +126,7 @@ class SetRetrievalProtocol:
         keep = self._keep(split, seed=data_seed)
         labels = split.test.y[keep]
         emb = embed_all(learner, take(split.test.x, keep))
-        metrics, artifacts = {}, {}
+        metrics, artifacts, units = {}, {}, {}
         for rho, poly in self.conditions():
             sets = concept_sets(labels, self.set_size, rho, poly, self.repeats, seed=self.concept_seed(data_seed, rho, poly))
             relevant = sets.relevant(labels)
@@ -139,8 +139,9 @@ class SetRetrievalProtocol:
                 pool[defining] = False
                 scores = concept_scores(learner, emb[defining], emb[pool])
                 aps[c] = average_precision(scores[:, 0].double(), relevant[c][pool])
-            metrics[name] = mean_ci(per_concept(aps, sets.concepts).numpy(), use_t=True)
+            units[name] = per_concept(aps, sets.concepts).numpy()
+            metrics[name] = mean_ci(units[name], use_t=True)
             # indices into the test split (before max_per_class: the record keeps the split's own indices)
             artifacts[f"concepts_{name}"] = {"concepts": sets.concepts.numpy(), "defining": keep[sets.defining].numpy(),
                                             "outlier": sets.outlier.numpy(), "ap": aps.numpy()}
-        return ProtocolResult(metrics=metrics, artifacts=artifacts)
+        return ProtocolResult(metrics=metrics, artifacts=artifacts, units=units)

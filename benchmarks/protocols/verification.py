@@ -71,6 +71,6 @@ class VerificationProtocol:
                              if reps is not None and len(reps) >= 2 else single(value))
         f, t = thin(fpr, tpr)
         curve = pd.DataFrame({"fpr": f, "tpr": t})
-        return ProtocolResult(metrics=metrics, curves={"roc": curve},
+        return ProtocolResult(metrics=metrics, curves={"roc": curve}, replicates=replicates,
                               artifacts={"pairs": {"test_index": keep.numpy(),
                                                    "n_same": int(same.sum()), "n_different": int((~same).sum())}})

@@ -1,0 +1,51 @@
+"""The papers' presets: they compose to the published protocol, and run end to end on small files in the
+published layout (the full data sets are not on this machine)."""
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from benchmarks.run import execute
+from data_builders import write_omniglot_zip
+
+EVALUATION_ALPHABETS = ["Angelic", "Atemayar_Qelisayer", "Atlantean", "Aurek-Besh", "Avesta", "Ge_ez", "Glagolitic",
+                        "Gurmukhi", "Kannada", "Keble", "Malayalam", "Manipuri", "Mongolian",
+                        "Old_Church_Slavonic_(Cyrillic)", "Oriya", "Sylheti", "Syriac_(Serto)", "Tengwar", "Tibetan",
+                        "ULOG"]
+
+
+def test_protonet_omniglot_preset_is_the_papers_protocol(compose_cfg):
+    cfg = compose_cfg("experiment=paper_protonet_omniglot", "method.learner.k_shot=1",
+                      "protocol=fewshot_alphabets_20way")
+    assert cfg.method.name == "protonet_train1shot"
+    assert (cfg.method.learner.n_way, cfg.method.learner.n_query) == (60, 5)
+    assert cfg.backbone._target_.endswith("Conv4") and cfg.budget.iterations == 20000
+    assert list(cfg.dataset.source.sets) == ["images_background", "images_evaluation"]
+    assert list(cfg.dataset.source.rotations) == [0, 90, 180, 270]
+    ev = cfg.protocol.evaluator
+    assert (ev.n_way, list(ev.shots), ev.n_query, ev.n_episodes) == (20, [1, 5], 15, 1000)
+    assert sorted(ev.split.held_out) == sorted(EVALUATION_ALPHABETS)
+    sweep = OmegaConf.load(Path(__file__).parent.parent / "conf" / "experiment" / "paper_protonet_omniglot.yaml")
+    params = sweep.hydra.sweeper.params
+    assert params["method.learner.k_shot"] == "1,5"
+    assert params.protocol == "fewshot_alphabets,fewshot_alphabets_20way"
+
+
+@pytest.mark.parametrize("protocol", ["fewshot_alphabets", "fewshot_alphabets_20way"])
+def test_protonet_omniglot_preset_runs_on_background_and_evaluation_zips(compose_cfg, tmp_path, protocol):
+    root = tmp_path / "data" / "omniglot"
+    # 2 background alphabets x 8 characters x 4 rotations = 64 training classes (60-way episodes need 60);
+    # every evaluation alphabet with one character: 80 test classes
+    write_omniglot_zip(root / "images_background.zip", {"Latin": list(range(1, 9)), "Greek": list(range(1, 9))},
+                       drawers=20, size=28)
+    write_omniglot_zip(root / "images_evaluation.zip", {a: [1] for a in EVALUATION_ALPHABETS}, drawers=20, size=28)
+    record = execute(compose_cfg("experiment=paper_protonet_omniglot", f"data_root={tmp_path / 'data'}",
+                                 "method.learner.k_shot=5", f"protocol={protocol}", "budget.iterations=3",
+                                 "budget.episodes=20", "threads=1"))
+    assert record["status"] == "ok" and record["method"] == "protonet_train5shot"
+    assert record["fit"]["iterations"] == 3
+    # train on every background class, test on every evaluation class (the 20 held-out alphabets)
+    assert len(record["split"]["train_classes"]) == 64 and len(record["split"]["test_classes"]) == 80
+    way = 20 if protocol.endswith("20way") else 5
+    assert set(record["metrics"]) == {f"acc_{way}w1s", f"acc_{way}w5s"}
+    assert record["metrics"][f"acc_{way}w1s"]["n"] == 20

@@ -1,0 +1,111 @@
+"""Sweeps through Hydra's launchers (joblib, submitit's local executor, the Slurm preset), and sweeps that
+are killed midway and resumed."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from benchmarks.records import load_records, read_record
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = ["protocol=knn", "progress=false", "budget.iterations=2", "hydra/job_logging=none",
+         "hydra/hydra_logging=none"]
+
+
+def _sweep(tmp_path: Path, *overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "benchmarks.run", "-m", f"results_dir={tmp_path}", *overrides]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def _methods(tmp_path: Path, study: str) -> list[tuple[str, str]]:
+    records, unreadable = load_records(tmp_path / "runs" / study)
+    assert not unreadable
+    return sorted((r["method"], r["status"]) for r in records)
+
+
+def _launcher(tmp_path: Path) -> str:
+    """The launcher the sweep used, as Hydra saved the sweep's config."""
+    (saved,) = (tmp_path / "hydra" / "multirun").glob("*/multirun.yaml")
+    return yaml.safe_load(saved.read_text())["hydra"]["launcher"]["_target_"]
+
+
+def test_two_job_multirun_through_submitit_local(tmp_path):
+    # the cluster path on real submitit code: each run is pickled, launched as its own process, and awaited
+    done = _sweep(tmp_path, "method=raw,untrained", "study=submitit", "hydra/launcher=submitit_local",
+                  "hydra.launcher.timeout_min=5", *SMALL)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _methods(tmp_path, "submitit") == [("raw", "ok"), ("untrained", "ok")]
+    logs = list((tmp_path / "hydra" / "multirun").rglob("*_log.out"))
+    assert len(logs) == 2  # one submitit job per run, each with its own log
+    assert _launcher(tmp_path).endswith("LocalLauncher")
+
+
+def test_two_job_multirun_through_joblib(tmp_path):
+    done = _sweep(tmp_path, "method=raw,untrained", "study=joblib", "hydra/launcher=local_parallel", "threads=1",
+                  *SMALL)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _launcher(tmp_path).endswith("JoblibLauncher")
+    assert _methods(tmp_path, "joblib") == [("raw", "ok"), ("untrained", "ok")]
+
+
+def test_slurm_preset_composes_with_the_cluster_settings():
+    cmd = [sys.executable, "-m", "benchmarks.run", "hydra/launcher=slurm", "hydra.launcher.partition=a100",
+           "--cfg", "hydra", "-p", "hydra.launcher"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    launcher = yaml.safe_load(done.stdout.split("\n", 1)[1])  # the first line is "# @package hydra.launcher"
+    assert launcher["_target_"].endswith("submitit_launcher.SlurmLauncher")
+    assert launcher["partition"] == "a100" and launcher["gpus_per_node"] == 1
+    assert launcher["timeout_min"] > 0 and launcher["array_parallelism"] > 0
+
+
+def _start_and_kill_after_first_record(tmp_path: Path, study: str, sig: int, overrides: list[str]) -> None:
+    """Start a two-run sweep (raw, then a long triplet fit) and send ``sig`` once raw's record exists."""
+    cmd = [sys.executable, "-m", "benchmarks.run", "-m", f"results_dir={tmp_path}", f"study={study}", *overrides]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    first = tmp_path / "runs" / study / "digits" / "knn" / "raw" / "seed0" / "record.json"
+    deadline = time.time() + 240
+    while not first.is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert first.is_file(), "the first run wrote no record:\n" + proc.stdout.read()[-3000:]
+    time.sleep(2.0)  # the second run (about 10 s of training) is now fitting
+    assert proc.poll() is None, "the sweep ended before it could be interrupted:\n" + proc.stdout.read()[-3000:]
+    os.killpg(proc.pid, sig)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+
+
+SWEEP = ["method=raw,triplet", "protocol=knn", "progress=false", "budget.iterations=4000", "fit_cache=false",
+         "hydra/job_logging=none", "hydra/hydra_logging=none"]
+
+
+def test_sweep_killed_midway_loses_nothing_and_resumes(tmp_path):
+    _start_and_kill_after_first_record(tmp_path, "killed", signal.SIGKILL, SWEEP)
+    run_root = tmp_path / "runs" / "killed" / "digits" / "knn"
+    raw = read_record(run_root / "raw" / "seed0" / "record.json")
+    assert raw["status"] == "ok" and raw["metrics"]["knn_error"]["mean"] >= 0
+    leftovers = sorted(p.name for p in (run_root / "triplet" / "seed0").iterdir()) \
+        if (run_root / "triplet" / "seed0").exists() else []
+    assert "record.json" not in leftovers  # killed mid-fit: no record at all, never half of one
+    resumed = _sweep(tmp_path, "study=killed", *SWEEP)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "raw/seed0 already holds this run's record" in resumed.stdout
+    assert read_record(run_root / "raw" / "seed0" / "record.json")["started"] == raw["started"]  # not redone
+    assert _methods(tmp_path, "killed") == [("raw", "ok"), ("triplet", "ok")]
+
+
+def test_sweep_terminated_records_the_run_in_progress_as_failed(tmp_path):
+    _start_and_kill_after_first_record(tmp_path, "terminated", signal.SIGTERM, SWEEP)
+    run_root = tmp_path / "runs" / "terminated" / "digits" / "knn"
+    stopped = read_record(run_root / "triplet" / "seed0" / "record.json")
+    assert stopped["status"] == "failed" and stopped["error"]["type"] == "Terminated"
+    assert "SIGTERM" in stopped["error"]["message"]
+    assert read_record(run_root / "raw" / "seed0" / "record.json")["status"] == "ok"
+    resumed = _sweep(tmp_path, "study=terminated", *SWEEP)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _methods(tmp_path, "terminated") == [("raw", "ok"), ("triplet", "ok")]
