@@ -1,1 +1,13 @@
 """Protocols, the Hydra runner, records, leaderboard, figures and the regression check."""
+
+from omegaconf import OmegaConf
+
+VALIDATION_TAG = "@validation"  # appended to the protocol's name in records and run folders of validation runs
+
+
+def _split_tag(validation) -> str:
+    return VALIDATION_TAG if str(validation).lower() == "true" else ""
+
+
+# conf/config.yaml's run_dir uses it: a validation run never shares a folder (or a table) with a test run
+OmegaConf.register_new_resolver("split_tag", _split_tag, replace=True)

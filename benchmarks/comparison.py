@@ -66,18 +66,22 @@ def paired_bootstrap(best: np.ndarray, other: np.ndarray, kind: str, n_boot: int
     d = np.asarray(best, dtype=np.float64) - np.asarray(other, dtype=np.float64)
     if d.ndim != 2 or d.size == 0:
         raise ValueError(f"paired values must be a non-empty (seeds, units) array, got shape {d.shape}")
+    if kind not in (UNIT.rstrip("."), REPLICATE.rstrip(".")):
+        raise ValueError(f"unknown kind of paired values {kind!r}: 'unit' or 'replicate'")
     n_seeds, n_units = d.shape
     rng = np.random.default_rng(seed)
-    seed_counts = rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=n_boot) if n_seeds > 1 \
-        else np.ones((n_boot, 1))
-    per_unit = seed_counts @ d / n_seeds  # (draws, units): the difference averaged over the resampled seeds
-    if kind == UNIT.rstrip("."):
-        unit_counts = rng.multinomial(n_units, np.full(n_units, 1.0 / n_units), size=n_boot)
-        draws = (per_unit * unit_counts).sum(1) / n_units
-    elif kind == REPLICATE.rstrip("."):
-        draws = per_unit[np.arange(n_boot), rng.integers(0, n_units, n_boot)]
-    else:
-        raise ValueError(f"unknown kind of paired values {kind!r}: 'unit' or 'replicate'")
+    draws = np.empty(n_boot)
+    step = max(1, int(2e6 // n_units))  # draws per chunk: (chunk, units) arrays of at most ~16 MB
+    for start in range(0, n_boot, step):
+        size = min(step, n_boot - start)
+        seed_counts = rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=size) if n_seeds > 1 \
+            else np.ones((size, 1))
+        per_unit = seed_counts @ d / n_seeds  # (draws, units): the difference averaged over the resampled seeds
+        if kind == UNIT.rstrip("."):
+            picks = rng.integers(0, n_units, (size, n_units))  # units drawn with replacement, per draw
+            draws[start:start + size] = np.take_along_axis(per_unit, picks, axis=1).mean(1)
+        else:
+            draws[start:start + size] = per_unit[np.arange(size), rng.integers(0, n_units, size)]
     low, high = np.quantile(draws, [0.025, 0.975])
     return PairedDifference(float(d.mean()), float(low), float(high), kind, n_seeds, n_units)
 

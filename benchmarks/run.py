@@ -24,13 +24,14 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from benchmarks import VALIDATION_TAG
 from benchmarks.environment import (describe_device, git_revision, kept_random_state, library_versions, pick_device,
                                     seed_everything, set_threads)
 from benchmarks.fit_cache import FitCache, fit_key
 from benchmarks.records import (RECORD_NAME, REPLICATE, SCHEMA_VERSION, UNIT, UNITS_NAME, config_hash, read_record,
                                 store_record, write_csv_atomic, write_npz_atomic)
 from datasets.labeled import LabeledData, Standardizer
-from datasets.splits import Split
+from datasets.splits import Split, SplitError, validation_split
 from methods.base import RunContext
 
 # Keys that change how a run is shown or where it is written, not what it computes.
@@ -56,6 +57,14 @@ def build(node: DictConfig):
 def prepare_split(cfg: DictConfig, protocol) -> Split:
     data = build(cfg.dataset.source)
     split = protocol.split(data, seed=cfg.data_seed)
+    if cfg.get("validation", False):  # tuning: train and score inside the training side only
+        split = validation_split(split, protocol.split, seed=cfg.data_seed)
+        try:
+            protocol.check(split)
+        except ValueError as exc:
+            raise SplitError(f"validation=true scores on part of the training side ({len(split.test)} samples of "
+                             f"{len(split.test.present_classes)} classes), and the protocol cannot run there: {exc}. "
+                             "Use data with more training classes, or ask for fewer (e.g. a smaller n_way)") from None
     if cfg.dataset.standardize:
         scale = Standardizer.fit(split.train.x)
         split = dataclasses.replace(split, train=scale(split.train), test=scale(split.test), transform=scale)
@@ -90,7 +99,8 @@ def execute(cfg: DictConfig) -> dict:
     record: dict = {
         "schema_version": SCHEMA_VERSION, "run_id": run_id, "status": "running", "error": None,
         "study": cfg.study, "dataset": cfg.dataset.name, "method": cfg.method.name,
-        "reference_row": bool(cfg.method.get("reference", False)), "protocol": cfg.protocol.name,
+        "reference_row": bool(cfg.method.get("reference", False)),
+        "protocol": cfg.protocol.name + (VALIDATION_TAG if cfg.get("validation", False) else ""),
         "seed": cfg.seed, "data_seed": cfg.data_seed, "budget": cfg.budget.name,
         "config": identity, "metrics": {}, "curves": {}, "artifacts": {},
         "timings": {}, "device": None, "versions": library_versions(), "git": git_revision(),

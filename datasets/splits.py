@@ -134,3 +134,23 @@ class PublishedSplit:
             roles = torch.where(is_gallery, GALLERY_ROLE, QUERY_ROLE).to(torch.int64)
         return Split(data.subset(train_index, f"{data.name}/train"), data.subset(test_index, f"{data.name}/test"),
                      train_index, test_index, kind="published", test_roles=roles)
+
+
+VALIDATION_SEED_OFFSET = 104729  # the validation split's seed: data_seed + this, never the test split's seed
+
+
+def validation_split(split: Split, make_split: Callable[[LabeledData, int], Split], seed: int) -> Split:
+    """The training side of ``split`` split again by ``make_split`` (the protocol's own split), for tuning:
+    the learner trains on part of the training classes (or samples) and is scored on the rest, so the
+    test classes are never seen while hyperparameters are chosen. Indices stay indices into the data set."""
+    try:
+        inner = make_split(split.train, seed + VALIDATION_SEED_OFFSET)
+    except SplitError as exc:
+        raise SplitError(f"validation=true splits the training side ({len(split.train)} samples, "
+                         f"{len(split.train.present_classes)} classes) again with the protocol's split, which "
+                         f"failed: {exc}. Use data with more training classes, or a protocol that asks for "
+                         "fewer (e.g. a smaller n_way)") from None
+    if inner.test_roles is not None:
+        raise SplitError("validation=true is not available for a query/gallery split (In-shop)")
+    return Split(inner.train, inner.test, split.train_index[inner.train_index], split.train_index[inner.test_index],
+                 kind=f"validation ({inner.kind})")
