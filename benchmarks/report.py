@@ -13,12 +13,12 @@ import argparse
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from benchmarks.comparison import compare_with_best, load_units
 from benchmarks.figures import draw_all
 from benchmarks.generation_figures import draw_generation
 from benchmarks.leaderboard import aggregate, latex, markdown, records_frame, roc_frame
-import pandas as pd
-
 from benchmarks.records import FAILED_NAME, atomic_write, load_records, write_csv_atomic
 
 
@@ -36,16 +36,46 @@ def update_readme(readme: Path, study: str, text: str) -> bool:
     return True
 
 
-def build(study: str, results_dir: Path, readme: Path | None = None) -> int:
-    runs = results_dir / "runs" / study
-    records, unreadable = load_records(runs)
-    attempts, _ = load_records(runs, FAILED_NAME)
+class MergeError(ValueError):
+    """Studies merged into one leaderboard hold the same (dataset, protocol, method, seed) more than once."""
+
+
+def _duplicates(records: list[dict]) -> list[str]:
+    seen: dict[tuple, str] = {}
+    clashes = []
+    for rec in records:
+        key = (rec.get("dataset"), rec.get("protocol"), rec.get("method"), rec.get("seed"))
+        study = rec.get("study")
+        if key in seen and seen[key] != study:
+            clashes.append(f"{' / '.join(map(str, key))} (studies {seen[key]} and {study})")
+        seen.setdefault(key, study)
+    return clashes
+
+
+def build(study: str, results_dir: Path, readme: Path | None = None, members: list[str] | None = None) -> int:
+    """Tables and figures of ``study`` in ``results_dir/<study>/``, from the records under
+    ``results_dir/runs/<member>/`` of each of ``members`` (default: the study itself). Merged studies must
+    not hold the same (dataset, protocol, method, seed) twice: a MergeError names the clashes."""
+    records, unreadable, attempts = [], [], []
+    for member in members or [study]:
+        runs = results_dir / "runs" / member
+        found, bad = load_records(runs)
+        records += found
+        unreadable += bad
+        attempts += load_records(runs, FAILED_NAME)[0]
+    clashes = _duplicates([r for r in records if r.get("status") == "ok"])
+    if clashes:
+        raise MergeError(f"{study}: the merged studies {members} hold the same run more than once, so their numbers "
+                         f"would be averaged together: {'; '.join(clashes[:5])}"
+                         f"{f' and {len(clashes) - 5} more' if len(clashes) > 5 else ''}. Give the presets "
+                         "different datasets or protocols (or merge fewer studies)")
+    where = ", ".join(str(results_dir / "runs" / m) for m in members or [study])
     for path in unreadable:
         print(f"WARNING: cannot read {path} (corrupt or another schema version); that run is left out. "
               "Re-running that configuration replaces the file.", file=sys.stderr)
     if not records:
-        print(f"No records under {runs}. Run a sweep first, e.g.\n"
-              f"  python -m benchmarks.run -m experiment={study}", file=sys.stderr)
+        print(f"No records under {where}. Run a sweep first, e.g.\n"
+              f"  python -m benchmarks.run -m experiment={(members or [study])[0]}", file=sys.stderr)
         return 2
     long = records_frame(records)
     table = compare_with_best(aggregate(long), long, load_units(records))
@@ -86,8 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=Path("results"), help="the results folder")
     parser.add_argument("--readme", type=Path, default=None,
                         help="also rewrite this README's block between <!-- leaderboard:<study> --> markers")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="STUDY",
+                        help="build the tables of STUDY (a new name) from the records of these studies together")
     args = parser.parse_args(argv)
-    return build(args.study, args.results, args.readme)
+    try:
+        return build(args.study, args.results, args.readme, members=args.merge)
+    except MergeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

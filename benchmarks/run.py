@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import signal
-import sys
 import threading
 import time
 import traceback
@@ -35,7 +34,8 @@ from datasets.splits import Split, SplitError, validation_split
 from methods.base import RunContext
 
 # Keys that change how a run is shown or where it is written, not what it computes.
-_NOT_HASHED = ("progress", "skip_existing", "results_dir", "run_dir", "study", "fit_cache", "fit_cache_dir")
+_NOT_HASHED = ("progress", "skip_existing", "results_dir", "run_dir", "study", "fit_cache", "fit_cache_dir",
+               "objective")
 
 
 def _identity(cfg: DictConfig) -> dict:
@@ -250,15 +250,26 @@ def _on_sigterm(signum, frame):
     raise Terminated("terminated by SIGTERM (a time limit, a preemption or kill): re-run the sweep to finish it")
 
 
+def objective_value(record: dict, objective: str | None) -> float | None:
+    """The mean of the metric ``objective`` in ``record`` (what a Hydra sweeper such as Optuna's optimises), or
+    None without an objective. A name the protocol does not report raises, listing those it does."""
+    if objective is None:
+        return None
+    if objective not in record["metrics"]:
+        raise KeyError(f"objective={objective} is not a metric of the {record['protocol']} protocol; it reports "
+                       f"{', '.join(sorted(record['metrics']))}")
+    return float(record["metrics"][objective]["mean"])
+
+
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
     if threading.current_thread() is threading.main_thread():  # signal handlers live on the main thread
         signal.signal(signal.SIGTERM, _on_sigterm)
-    execute(cfg)
+    return objective_value(execute(cfg), cfg.get("objective"))
 
 
 git_revision()  # the commit of the code this process imported, asked once before any run
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()  # exit status 0, or 1 with Hydra's error report (the return value is the objective, for sweepers)

@@ -1,0 +1,181 @@
+"""Run a leaderboard: several study presets one after the other, then one merged table.
+
+    python -m benchmarks.suite leaderboard_smoke             # what CI runs (digits + CI-sized Fashion-MNIST)
+    python -m benchmarks.suite leaderboard_cpu               # every learner, every offline data set, 3 seeds
+    python -m benchmarks.suite leaderboard_gpu device=cuda   # the full-size studies, on a GPU
+    python -m benchmarks.suite leaderboard_cpu --dry-run     # check every preset and grid, run nothing
+    python -m benchmarks.suite leaderboard_smoke --regress   # then each member against results/reference/
+
+A leaderboard is a file ``conf/suite/<name>.yaml`` listing experiment presets (``conf/experiment/``), each
+an ordinary study with its own records under ``results/runs/<study>/``; arguments after the name are
+Hydra overrides given to every member (e.g. ``threads=1``, ``device=cuda``, ``results_dir=...``).
+
+Before anything runs, every member's grid is composed (each method x protocol x dataset it sweeps), so a
+typo in the last preset fails in seconds, not after an hour. Members run in order, each a Hydra multirun
+(records already there are skipped, so an interrupted leaderboard resumes where it stopped). Then the
+records of all members are merged into ``results/<name>/`` (leaderboard.md/.csv/.tex and figures, as
+``benchmarks.report`` writes them) and ``results/<name>/suite.json`` holds each member's wall time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from benchmarks import regress, report
+from benchmarks.records import atomic_write
+
+REPO = Path(__file__).resolve().parent.parent
+CONF = REPO / "conf"
+REFERENCES = REPO / "results" / "reference"
+SWEPT_GROUPS = ("method", "protocol", "dataset", "backbone", "budget")  # config groups a preset may sweep
+QUIET = ["hydra/job_logging=none", "hydra/hydra_logging=none"]
+
+
+class SuiteError(ValueError):
+    """A leaderboard file or one of its presets cannot run; the message names it and the fix."""
+
+
+def load_suite(name: str, conf: Path = CONF) -> dict:
+    """``conf/suite/<name>.yaml``, or the yaml file ``name`` (a leaderboard kept anywhere)."""
+    path = Path(name) if name.endswith((".yaml", ".yml")) else conf / "suite" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (conf / "suite").glob("*.yaml"))
+        raise SuiteError(f"no leaderboard {name!r}: {path} does not exist. Known: {', '.join(known)}")
+    suite = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    members = suite.get("studies") if isinstance(suite, dict) else None
+    if not members or not all(isinstance(m, dict) and "experiment" in m for m in members):
+        raise SuiteError(f"{path}: expected `studies:` as a list of entries `- experiment: <preset>` "
+                         "(optionally with `overrides: [key=value, ...]`)")
+    return {"name": path.stem, "path": path, "description": suite.get("description", ""),
+            "studies": [{"experiment": m["experiment"], "overrides": list(m.get("overrides", []))} for m in members]}
+
+
+def _sweep_values(value) -> list[str]:
+    return [v.strip() for v in str(value).split(",")] if value is not None else []
+
+
+def check_member(member: dict, overrides: list[str], conf: Path = CONF) -> dict:
+    """Compose ``member``'s preset once per option of each config group it sweeps (the other groups at their
+    first option); return its study name and grid size. A missing preset or option, or a bad override, raises
+    SuiteError naming it."""
+    experiment = member["experiment"]
+    if not (conf / "experiment" / f"{experiment}.yaml").is_file():
+        raise SuiteError(f"leaderboard member experiment={experiment}: conf/experiment/{experiment}.yaml does not exist")
+    plain, swept = [], {}  # an override with a comma (method=raw,lmnn) is a sweep: it replaces the preset's
+    for override in [*member["overrides"], *overrides]:
+        key, _, value = override.partition("=")
+        if "," in value and not override.startswith(("hydra", "+", "~")) and "[" not in value:
+            swept[key] = value
+        else:
+            plain.append(override)
+    base = [f"experiment={experiment}", *plain]
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        try:
+            cfg = compose("config", overrides=base, return_hydra_config=True)
+        except Exception as exc:  # Hydra's errors name the bad key or option
+            raise SuiteError(f"leaderboard member experiment={experiment}: {exc}") from None
+        params = dict(cfg.hydra.sweeper.get("params") or {})
+        for override in plain:  # a single value on the command line replaces the preset's sweep of that key
+            params.pop(override.partition("=")[0], None)
+        params |= swept
+        study = cfg.study
+        grid = {g: _sweep_values(params[g]) for g in SWEPT_GROUPS if g in params}
+        firsts = {g: values[0] for g, values in grid.items()}
+        for group, values in grid.items():
+            for value in values:
+                choice = [f"{g}={value if g == group else v}" for g, v in firsts.items()]
+                try:
+                    compose("config", overrides=base + choice)
+                except Exception as exc:
+                    raise SuiteError(f"leaderboard member experiment={experiment}, {' '.join(choice)}: {exc}") \
+                        from None
+    runs = 1
+    for value in params.values():
+        runs *= len(_sweep_values(value))
+    return {"experiment": experiment, "study": study, "runs": runs}
+
+
+def run_member(member: dict, overrides: list[str]) -> float:
+    command = [sys.executable, "-m", "benchmarks.run", "-m", f"experiment={member['experiment']}",
+               *member["overrides"], *overrides, *QUIET]
+    print("$ " + " ".join(command[1:]), flush=True)
+    start = time.perf_counter()
+    done = subprocess.run(command)
+    if done.returncode != 0:
+        raise SuiteError(f"experiment={member['experiment']} failed (exit {done.returncode}); its finished runs are "
+                         "kept: fix the cause and run the leaderboard again, which skips them")
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", help="a leaderboard in conf/suite/ (leaderboard_smoke, leaderboard_cpu, leaderboard_gpu)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every member, e.g. threads=1")
+    parser.add_argument("--results", type=Path, default=Path("results"),
+                        help="the results folder (also passed to the runs as results_dir)")
+    parser.add_argument("--readme", type=Path, default=None,
+                        help="rewrite this README's block between <!-- leaderboard:<name> --> markers")
+    parser.add_argument("--dry-run", action="store_true", help="check every member's grid, run nothing")
+    parser.add_argument("--regress", action="store_true",
+                        help="then check each member that has a reference (results/reference/<study>.csv) against it")
+    args = parser.parse_intermixed_args(argv)
+    overrides = list(args.overrides)
+    if not any(o.startswith("results_dir=") for o in overrides):
+        overrides.append(f"results_dir={args.results.resolve()}")
+    try:
+        suite = load_suite(args.name)
+        name = suite["name"]
+        plan = [check_member(m, overrides) | {"overrides": m["overrides"]} for m in suite["studies"]]
+    except SuiteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    studies = [p["study"] for p in plan]
+    if len(set(studies)) != len(studies):
+        print(f"error: {suite['path']}: two members write the same study ({studies}); give each preset its own "
+              "`study:`", file=sys.stderr)
+        return 2
+    print(f"{name}: {len(plan)} studies, {sum(p['runs'] for p in plan)} runs: "
+          + ", ".join(f"{p['study']} ({p['runs']})" for p in plan), flush=True)
+    if args.dry_run:
+        return 0
+    walls, start = {}, time.perf_counter()
+    try:
+        for member in plan:
+            walls[member["study"]] = run_member(member, overrides)
+    except SuiteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    total = time.perf_counter() - start
+    code = report.build(name, args.results, args.readme, members=studies)
+    summary = {"name": name, "overrides": overrides, "wall_s": round(total, 1),
+               "studies": [{"study": p["study"], "experiment": p["experiment"], "runs": p["runs"],
+                            "wall_s": round(walls[p["study"]], 1)} for p in plan]}
+    out = args.results / name / "suite.json"
+    atomic_write(out, lambda fh: fh.write(json.dumps(summary, indent=2).encode()))
+    print(f"{name}: {sum(p['runs'] for p in plan)} runs in {total:.0f} s ("
+          + ", ".join(f"{s} {w:.0f} s" for s, w in walls.items()) + f"); wall times in {out}")
+    if code != 0:
+        return code
+    if args.regress:
+        failed = []
+        for study in studies:
+            reference = REFERENCES / f"{study}.csv"
+            if reference.is_file():
+                report.build(study, args.results)  # the member's own table, which regress reads
+                if regress.main([study, "--results", str(args.results), "--reference", str(reference)]) != 0:
+                    failed.append(study)
+        if failed:
+            print(f"error: regression check failed for {failed}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

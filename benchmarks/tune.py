@@ -1,0 +1,214 @@
+"""Tune every learner with the same budget on validation classes, then test the chosen values over seeds.
+
+    python -m benchmarks.tune tune_digits_retrieval             # conf/tune/tune_digits_retrieval.yaml
+    python -m benchmarks.tune tune_digits_retrieval --dry-run   # check the plan and the search spaces only
+
+The discipline of Musgrave et al.'s "metric learning reality check": hyperparameters are chosen on a
+validation split of the *training* classes (``validation=true``: the protocol's own split applied to the
+training side), never on the test classes, every learner gets the same number of trials, and the chosen
+values are then re-run over several seeds on the test classes, where the learners are compared (the
+report's paired test marks the ties with the best).
+
+A tuning file ``conf/tune/<name>.yaml`` names the base runs (``base``: Hydra overrides such as dataset,
+backbone, budget, protocol), the ``objective`` (a metric of that protocol) and its ``direction``,
+``n_trials`` (the same for every learner), the Optuna sampler's seed, the seed tuning trains with, the test
+seeds and the learners. A learner's search space is ``conf/search_space/<method>.yaml`` (override key ->
+an Optuna-sweeper range); a learner without one (raw, untrained) has nothing to tune and is only tested.
+
+Each learner's search is one Hydra multirun with ``hydra/sweeper=optuna`` (TPE, seeded): trial records go
+to ``results/runs/<study>@validation/<method>/trial<N>/``, Optuna's result to
+``results/tuning/<study>/<method>/optimization_results.yaml``. A re-run repeats the same trials from their
+records (the sampler is seeded and each trial's record is skipped), so an interrupted tuning resumes. The
+chosen values and validation scores are written to ``results/<study>/chosen.yaml`` and ``chosen.md``; the
+test runs are the study ``<study>`` (``python -m benchmarks.report <study>`` is run at the end).
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from benchmarks import report
+from benchmarks.records import RECORD_NAME, atomic_write, read_record
+
+REPO = Path(__file__).resolve().parent.parent
+CONF = REPO / "conf"
+QUIET = ["hydra/job_logging=none", "hydra/hydra_logging=none"]
+REQUIRED = ("study", "base", "objective", "direction", "n_trials", "methods")
+
+
+class TuneError(ValueError):
+    """A tuning file, search space or objective cannot be used; the message names it and the fix."""
+
+
+def load_plan(name: str, conf: Path = CONF) -> dict:
+    """``conf/tune/<name>.yaml``, or the yaml file ``name`` (a plan kept anywhere)."""
+    path = Path(name) if name.endswith((".yaml", ".yml")) else conf / "tune" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (conf / "tune").glob("*.yaml"))
+        raise TuneError(f"no tuning plan {name!r}: {path} does not exist. Known: {', '.join(known)}")
+    plan = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    missing = [k for k in REQUIRED if k not in plan]
+    if missing:
+        raise TuneError(f"{path} lacks {', '.join(missing)} (a tuning plan needs {', '.join(REQUIRED)})")
+    if plan["direction"] not in ("maximize", "minimize"):
+        raise TuneError(f"{path}: direction must be maximize or minimize, not {plan['direction']!r}")
+    if int(plan["n_trials"]) < 1:
+        raise TuneError(f"{path}: n_trials must be at least 1")
+    plan.setdefault("sampler_seed", 0)
+    plan.setdefault("tune_seed", 0)
+    plan.setdefault("test_seeds", [0, 1, 2])
+    plan["path"] = path
+    return plan
+
+
+def search_space(method: str, conf: Path = CONF) -> dict[str, str]:
+    """``conf/search_space/<method>.yaml`` as {override key: range}; {} for a learner without one."""
+    if not (conf / "method" / f"{method}.yaml").is_file():
+        raise TuneError(f"unknown method {method!r}: conf/method/{method}.yaml does not exist")
+    path = conf / "search_space" / f"{method}.yaml"
+    if not path.is_file():
+        return {}
+    space = OmegaConf.to_container(OmegaConf.load(path))
+    if not isinstance(space, dict) or not space:
+        raise TuneError(f"{path}: expected a mapping of override keys to ranges, e.g. "
+                        "`method.learner.optimizer.lr: tag(log, interval(1e-4, 1e-2))`")
+    return {str(k): str(v) for k, v in space.items()}
+
+
+def check_space(plan: dict, method: str, space: dict[str, str]) -> None:
+    """Every key of the space exists in the composed config (a typo fails now, not after the first trial)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        try:
+            cfg = compose("config", overrides=[*plan["base"], f"method={method}"])
+        except Exception as exc:
+            raise TuneError(f"{plan['path']}: base {plan['base']} with method={method}: {exc}") from None
+    for key in space:
+        if OmegaConf.select(cfg, key, default="<missing>") == "<missing>":
+            raise TuneError(f"conf/search_space/{method}.yaml: {key} is not a key of the {method} config; "
+                            "fix the key (compose with --cfg job to see them)")
+
+
+def _run(command: list[str]) -> None:
+    print("$ " + " ".join(command[1:]), flush=True)
+    done = subprocess.run(command)
+    if done.returncode != 0:
+        raise TuneError(f"`{' '.join(command[1:3])} ...` failed (exit {done.returncode}); finished runs are kept: "
+                        "fix the cause and run the tuning again, which skips them")
+
+
+def _probe(plan: dict, results: Path) -> None:
+    """One untrained run on the validation side (raw features): the objective is checked before any training."""
+    study = plan["study"]
+    run_dir = results / "runs" / f"{study}@validation" / "probe"
+    _run([sys.executable, "-m", "benchmarks.run", *plan["base"], "method=raw", "validation=true",
+          f"study={study}@validation", f"objective={plan['objective']}", f"seed={plan['tune_seed']}",
+          f"results_dir={results}", f"run_dir={run_dir}", *QUIET])
+
+
+def tune_method(plan: dict, method: str, space: dict[str, str], results: Path) -> dict:
+    study = plan["study"]
+    sweep_dir = results / "tuning" / study / method
+    trial_dir = f"{results}/runs/{study}@validation/{method}/trial" + "${hydra:job.num}"
+    _run([sys.executable, "-m", "benchmarks.run", "-m", "hydra/sweeper=optuna", *plan["base"], f"method={method}",
+          "validation=true", f"study={study}@validation", f"objective={plan['objective']}",
+          f"seed={plan['tune_seed']}", f"results_dir={results}", f"run_dir={trial_dir}",
+          f"hydra.sweeper.direction={plan['direction']}", f"hydra.sweeper.n_trials={plan['n_trials']}",
+          "hydra.sweeper.n_jobs=1", f"hydra.sweeper.sampler.seed={plan['sampler_seed']}",
+          f"hydra.sweeper.study_name={study}.{method}", f"hydra.sweep.dir={sweep_dir}",
+          *[f"{k}={v}" for k, v in space.items()], *QUIET])
+    found = OmegaConf.to_container(OmegaConf.load(sweep_dir / "optimization_results.yaml"))
+    return {"best_params": found["best_params"], "best_value": float(found["best_value"]),
+            "n_trials": int(plan["n_trials"])}
+
+
+def _format(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def chosen_markdown(plan: dict, chosen: dict) -> str:
+    lines = [f"Chosen on the validation classes ({plan['objective']}, {plan['direction']}, "
+             f"{plan['n_trials']} Optuna trials per learner, sampler seed {plan['sampler_seed']}, "
+             f"tuning seed {plan['tune_seed']}):", "",
+             f"| method | validation {plan['objective']} | chosen values |", "| --- | ---: | --- |"]
+    for method, entry in chosen.items():
+        values = ", ".join(f"`{k.removeprefix('method.learner.')}={_format(v)}`"
+                           for k, v in entry["best_params"].items()) or "(nothing to tune)"
+        score = "—" if entry["best_value"] is None else f"{entry['best_value']:.3f}"
+        lines.append(f"| {method} | {score} | {values} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", help="a tuning plan in conf/tune/")
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--readme", type=Path, default=None,
+                        help="rewrite this README's block between <!-- leaderboard:<study> --> markers")
+    parser.add_argument("--dry-run", action="store_true", help="check the plan and the search spaces, run nothing")
+    parser.add_argument("--n-trials", type=int, default=None,
+                        help="trials per learner instead of the plan's (the same for every learner; for a quick try)")
+    args = parser.parse_args(argv)
+    results = args.results.resolve()
+    try:
+        plan = load_plan(args.name)
+        if args.n_trials is not None:
+            if args.n_trials < 1:
+                raise TuneError("--n-trials must be at least 1")
+            plan["n_trials"] = args.n_trials
+        spaces = {m: search_space(m) for m in plan["methods"]}
+        for method, space in spaces.items():
+            check_space(plan, method, space)
+    except TuneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    tuned = [m for m, s in spaces.items() if s]
+    print(f"{plan['study']}: tune {len(tuned)} learners x {plan['n_trials']} trials on the validation classes "
+          f"({plan['objective']}, {plan['direction']}), then test {len(spaces)} learners x seeds {plan['test_seeds']}; "
+          f"nothing to tune: {[m for m, s in spaces.items() if not s]}", flush=True)
+    if args.dry_run:
+        return 0
+    study, start, chosen = plan["study"], time.perf_counter(), {}
+    try:
+        _probe(plan, results)
+        probe = read_record(results / "runs" / f"{study}@validation" / "probe" / RECORD_NAME)
+        raw_score = probe["metrics"][plan["objective"]]["mean"]
+        if "raw" not in plan["methods"]:
+            chosen["raw (probe, not tested)"] = {"best_params": {}, "best_value": raw_score, "n_trials": 0}
+        for method in plan["methods"]:
+            if spaces[method]:
+                chosen[method] = tune_method(plan, method, spaces[method], results)
+            else:  # nothing to tune; raw's validation score is the probe's
+                chosen[method] = {"best_params": {}, "best_value": raw_score if method == "raw" else None,
+                                  "n_trials": 0}
+        tuned_at = time.perf_counter()
+        out = results / study
+        atomic_write(out / "chosen.yaml", lambda fh: fh.write(OmegaConf.to_yaml(OmegaConf.create(
+            {"plan": args.name, "objective": plan["objective"], "direction": plan["direction"],
+             "methods": chosen})).encode()))
+        text = chosen_markdown(plan, chosen)
+        atomic_write(out / "chosen.md", lambda fh: fh.write(text.encode()))
+        print(text, flush=True)
+        seeds = ",".join(str(s) for s in plan["test_seeds"])
+        for method in plan["methods"]:
+            values = [f"{k}={v}" for k, v in chosen[method]["best_params"].items()]
+            _run([sys.executable, "-m", "benchmarks.run", "-m", *plan["base"], f"method={method}", *values,
+                  f"study={study}", f"seed={seeds}", f"results_dir={results}", *QUIET])
+    except TuneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    end = time.perf_counter()
+    code = report.build(study, results, args.readme)
+    print(f"{study}: tuning {tuned_at - start:.0f} s, testing {end - tuned_at:.0f} s; chosen values in "
+          f"{results / study / 'chosen.md'}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Leaderboards (benchmarks.suite): several presets run one after the other and merged into one table;
+every member's grid is checked before anything runs; merged studies may not hold the same run twice."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmarks.records import read_record, write_json_atomic
+from benchmarks.report import MergeError, build
+from benchmarks.suite import SuiteError, check_member, load_suite
+
+ROOT = Path(__file__).resolve().parent.parent
+QUIET = ["hydra/job_logging=none", "hydra/hydra_logging=none"]
+
+
+def _suite(tmp_path: Path, members: list[dict]) -> Path:
+    path = tmp_path / "tiny_board.yaml"
+    path.write_text(yaml.safe_dump({"studies": members}))
+    return path
+
+
+def _run_suite(path: Path, results: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "benchmarks.suite", str(path), "--results", str(results),
+                           "budget.iterations=5", "threads=1", *extra],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_a_leaderboard_runs_its_members_and_merges_them(tmp_path):
+    results = tmp_path / "results"
+    path = _suite(tmp_path, [
+        {"experiment": "tabular_knn", "overrides": ["dataset=iris,wine", "method=raw,lmnn", "seed=0"]},
+        {"experiment": "smoke_digits", "overrides": ["method=raw", "protocol=knn", "seed=0,1"]},
+    ])
+    done = _run_suite(path, results)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "tiny_board: 2 studies, 6 runs: tabular_knn (4), smoke_digits (2)" in done.stdout
+    board = (results / "tiny_board" / "leaderboard.md").read_text()
+    for section in ("iris · knn", "wine · knn", "digits · knn"):
+        assert section in board
+    assert (results / "tiny_board" / "leaderboard.tex").is_file()
+    summary = json.loads((results / "tiny_board" / "suite.json").read_text())
+    assert [(s["study"], s["runs"]) for s in summary["studies"]] == [("tabular_knn", 4), ("smoke_digits", 2)]
+    assert all(s["wall_s"] > 0 for s in summary["studies"]) and summary["wall_s"] >= sum(
+        s["wall_s"] for s in summary["studies"])
+    # each member keeps its own study folder, and a second run resumes: every record is skipped
+    assert len(list((results / "runs" / "tabular_knn").rglob("record.json"))) == 4
+    again = _run_suite(path, results)
+    assert again.returncode == 0 and again.stdout.count("[skip]") == 6
+
+
+def test_a_bad_member_fails_before_anything_runs(tmp_path):
+    results = tmp_path / "results"
+    for members, message in (
+            ([{"experiment": "smoke_digits", "overrides": ["method=raw", "protocol=knn", "seed=0"]},
+              {"experiment": "no_such_preset"}], "conf/experiment/no_such_preset.yaml does not exist"),
+            ([{"experiment": "smoke_digits", "overrides": ["method=raw,no_such_method", "protocol=knn", "seed=0"]}],
+             "method=no_such_method"),
+            ([{"experiment": "smoke_digits", "overrides": ["method=raw", "seed=0"]},
+              {"experiment": "smoke_digits", "overrides": ["method=lmnn", "seed=0"]}], "write the same study")):
+        done = _run_suite(_suite(tmp_path, members), results)
+        assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+        assert not (results / "runs").exists()  # nothing ran
+
+
+def test_load_suite_names_the_known_leaderboards():
+    with pytest.raises(SuiteError, match="leaderboard_cpu, leaderboard_gpu, leaderboard_smoke"):
+        load_suite("leaderboard_nope")
+
+
+@pytest.mark.parametrize("name", ["leaderboard_smoke", "leaderboard_cpu", "leaderboard_gpu"])
+def test_the_shipped_leaderboards_compose(name):
+    suite = load_suite(name)
+    plan = [check_member(m, []) for m in suite["studies"]]
+    studies = [p["study"] for p in plan]
+    assert len(set(studies)) == len(studies)
+    assert all(p["runs"] > 0 for p in plan)
+
+
+def test_merging_studies_that_hold_the_same_run_is_refused(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "benchmarks.run", "method=raw", "protocol=knn", "study=a",
+                           "progress=false", f"results_dir={tmp_path}", *QUIET], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    shutil.copytree(tmp_path / "runs" / "a", tmp_path / "runs" / "b")
+    (copy,) = (tmp_path / "runs" / "b").rglob("record.json")
+    write_json_atomic(copy, read_record(copy) | {"study": "b"})
+    with pytest.raises(MergeError, match="digits / knn / raw / 0 \\(studies a and b\\)"):
+        build("ab", tmp_path, members=["a", "b"])
+    assert build("a_only", tmp_path, members=["a"]) == 0
+    cli = subprocess.run([sys.executable, "-m", "benchmarks.report", "ab", "--results", str(tmp_path),
+                          "--merge", "a", "b"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 2 and "hold the same run more than once" in cli.stderr

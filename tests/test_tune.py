@@ -1,0 +1,116 @@
+"""Tune-then-test (benchmarks.tune): Optuna trials on the validation classes, the chosen values re-run over
+seeds on the test side; resumable; bad plans, spaces and objectives fail before any training."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmarks.records import load_records
+from benchmarks.run import objective_value
+from benchmarks.tune import CONF, TuneError, check_space, load_plan, search_space
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = ["dataset=digits", "backbone=mlp", "protocol=knn", "budget=smoke", "budget.iterations=20", "progress=false",
+        "threads=1"]
+
+
+def _plan(tmp_path: Path, **changes) -> Path:
+    plan = {"study": "tiny_tune", "base": BASE, "objective": "knn_error", "direction": "minimize", "n_trials": 3,
+            "sampler_seed": 0, "tune_seed": 0, "test_seeds": [0, 1], "methods": ["raw", "triplet"]} | changes
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(plan))
+    return path
+
+
+def _tune(plan: Path, results: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "benchmarks.tune", str(plan), "--results", str(results)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_tune_then_test_chooses_on_validation_and_tests_the_choice(tmp_path):
+    results = tmp_path / "results"
+    done = _tune(_plan(tmp_path), results)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    chosen = yaml.safe_load((results / "tiny_tune" / "chosen.yaml").read_text())["methods"]
+    assert set(chosen["triplet"]["best_params"]) == set(search_space("triplet"))
+    assert chosen["triplet"]["n_trials"] == 3 and chosen["raw"]["best_params"] == {}
+
+    trials, bad = load_records(results / "runs" / "tiny_tune@validation" / "triplet")
+    assert not bad and len(trials) == 3
+    assert {r["protocol"] for r in trials} == {"knn@validation"}
+    lrs = {r["config"]["method"]["learner"]["optimizer"]["lr"] for r in trials}
+    assert len(lrs) == 3  # three different trials, not one run three times
+    best = min(trials, key=lambda r: r["metrics"]["knn_error"]["mean"])  # minimise: the best trial by the records
+    assert chosen["triplet"]["best_value"] == pytest.approx(best["metrics"]["knn_error"]["mean"])
+
+    tests, bad = load_records(results / "runs" / "tiny_tune")
+    triplet_tests = [r for r in tests if r["method"] == "triplet"]
+    assert not bad and sorted(r["seed"] for r in triplet_tests) == [0, 1]
+    for rec in triplet_tests:
+        assert rec["protocol"] == "knn"
+        learner = rec["config"]["method"]["learner"]
+        assert learner["optimizer"]["lr"] == pytest.approx(chosen["triplet"]["best_params"]["method.learner.optimizer.lr"])
+        assert learner["loss"]["margin"] == pytest.approx(chosen["triplet"]["best_params"]["method.learner.loss.margin"])
+        # the test scores on the held-out samples, tuning on part of the training side: never the same samples
+        assert rec["split"]["test_index_sha"] != best["split"]["test_index_sha"]
+        assert rec["split"]["n_train"] > best["split"]["n_train"]
+    assert "| triplet" in (results / "tiny_tune" / "leaderboard.md").read_text()
+    assert "triplet" in (results / "tiny_tune" / "chosen.md").read_text()
+
+    # run again: every trial and test run is found in its record; nothing trains, the choice is the same
+    stamps = {p: p.stat().st_mtime_ns for p in (results / "runs").rglob("record.json")}
+    again = _tune(_plan(tmp_path), results)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in (results / "runs").rglob("record.json")} == stamps
+    assert yaml.safe_load((results / "tiny_tune" / "chosen.yaml").read_text())["methods"] == chosen
+
+
+def test_an_unknown_objective_fails_before_any_training(tmp_path):
+    results = tmp_path / "results"
+    done = _tune(_plan(tmp_path, objective="nope"), results)
+    assert done.returncode == 1
+    assert "objective=nope is not a metric of the knn@validation protocol" in done.stderr
+    assert "knn_error" in done.stderr  # the message lists the metrics it does report
+    assert not (results / "runs" / "tiny_tune@validation" / "triplet").exists()
+
+
+def test_objective_value_reads_the_record_or_names_the_metrics():
+    record = {"protocol": "retrieval", "metrics": {"map_at_r": {"mean": 0.5}, "p_at_1": {"mean": 0.9}}}
+    assert objective_value(record, "map_at_r") == 0.5
+    assert objective_value(record, None) is None
+    with pytest.raises(KeyError, match="map_at_r, p_at_1"):
+        objective_value(record, "map")
+
+
+def test_bad_plans_and_search_spaces_are_refused(tmp_path):
+    with pytest.raises(TuneError, match="does not exist"):
+        load_plan("no_such_plan")
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({"study": "s", "base": [], "objective": "x", "direction": "up", "n_trials": 2,
+                                    "methods": ["raw"]}))
+    with pytest.raises(TuneError, match="maximize or minimize"):
+        load_plan(str(path))
+    path.write_text(yaml.safe_dump({"study": "s", "base": []}))
+    with pytest.raises(TuneError, match="lacks objective, direction, n_trials, methods"):
+        load_plan(str(path))
+    with pytest.raises(TuneError, match="unknown method 'nope'"):
+        search_space("nope")
+    plan = {"path": path, "base": BASE}
+    with pytest.raises(TuneError, match="method.learner.optimizer.lrr is not a key of the triplet config"):
+        check_space(plan, "triplet", {"method.learner.optimizer.lrr": "interval(0.1, 1)"})
+
+
+@pytest.mark.parametrize("space", sorted(p.stem for p in (CONF / "search_space").glob("*.yaml")))
+def test_every_shipped_search_space_names_keys_of_its_method(space):
+    keys = search_space(space)
+    assert keys
+    check_space({"path": "conf/search_space", "base": BASE}, space, keys)  # raises on a key the config lacks
+
+
+def test_the_shipped_plan_is_valid():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.tune", "tune_digits_retrieval", "--dry-run"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "tune 8 learners x 12 trials" in done.stdout
