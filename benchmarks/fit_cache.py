@@ -39,14 +39,14 @@ def code_digest() -> str:
 
 
 def fit_key(*, method: dict, backbone: dict | None, budget: dict, dataset: dict, seed: int,
-            train_index_sha: str, device_kind: str, threads: int | None = None) -> str:
+            train_index_sha: str, device_kind: str, threads: int | None = None, precision: str = "fp32") -> str:
     """The cache key of one fit: everything that decides what ``learner.fit`` produces. The CPU thread
     count is part of it (default: torch's current one): parallel float sums round differently with
     another number of threads, and after a few hundred steps the trained nets differ measurably."""
     threads = torch.get_num_threads() if threads is None else threads
     return config_hash({"method": method, "backbone": backbone, "budget": budget, "dataset": dataset,
                         "seed": seed, "train_index_sha": train_index_sha, "device": device_kind,
-                        "threads": threads, "code": code_digest()})
+                        "threads": threads, "code": code_digest()} | ({} if precision == "fp32" else {"precision": precision}))
 
 
 class FitCache:

@@ -40,6 +40,8 @@ _NOT_HASHED = ("progress", "skip_existing", "results_dir", "run_dir", "study", "
 
 def _identity(cfg: DictConfig) -> dict:
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    if resolved.get("precision") == "fp32":  # the default, left out: run ids from before the option stay valid
+        del resolved["precision"]
     return {k: v for k, v in resolved.items() if k not in _NOT_HASHED}
 
 
@@ -126,7 +128,7 @@ def execute(cfg: DictConfig) -> dict:
         judge = fit_judge(cfg, split, device, record)  # leaves the random state as it found it
         if judge is not None:
             protocol = dataclasses.replace(protocol, judge=judge)
-        ctx = RunContext(device=device, seed=cfg.seed, progress=cfg.progress)
+        ctx = RunContext(device=device, seed=cfg.seed, progress=cfg.progress, precision=cfg.precision)
 
         learner = fit_or_load(cfg, learner, split, train, ctx, record)
         _fit_throughput(record)
@@ -177,7 +179,8 @@ def fit_or_load(cfg: DictConfig, learner, split: Split, train: LabeledData, ctx:
             return OmegaConf.to_container(node, resolve=True) if node is not None else None
         key = fit_key(method=part(method), backbone=part("backbone"), budget=part("budget"),
                       dataset=part("dataset"), seed=ctx.seed,
-                      train_index_sha=config_hash({"i": split.train_index.tolist()}), device_kind=ctx.device.type)
+                      train_index_sha=config_hash({"i": split.train_index.tolist()}), device_kind=ctx.device.type,
+                      precision=ctx.precision)
         loaded = cache.load(key, ctx.device)
         if loaded is not None:
             learner, record["fit"], record.setdefault("timings", {})["fit_s"] = loaded
@@ -213,7 +216,8 @@ def fit_judge(cfg: DictConfig, split: Split, device, record: dict):
     None when the protocol names no judge. The record's ``judge`` entry says which it was and how it fitted."""
     if cfg.protocol.get("judge") is None:
         return None
-    ctx = RunContext(device=device, seed=int(cfg.protocol.get("judge_seed", 0)), progress=cfg.progress)
+    ctx = RunContext(device=device, seed=int(cfg.protocol.get("judge_seed", 0)), progress=cfg.progress,
+                     precision=cfg.precision)
     with kept_random_state():  # the learner's fit then draws what it would in a run without a judge
         seed_everything(ctx.seed)  # as a run of the judge's method with that seed starts, so the cache can serve it
         judge = build(cfg.protocol.judge.learner)

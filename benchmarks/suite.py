@@ -29,7 +29,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from benchmarks import regress, report
-from benchmarks.records import atomic_write
+from benchmarks.records import atomic_write, load_records
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "conf"
@@ -102,6 +102,20 @@ def check_member(member: dict, overrides: list[str], conf: Path = CONF) -> dict:
     return {"experiment": experiment, "study": study, "runs": runs}
 
 
+def study_times(results: Path, study: str) -> dict:
+    """From a study's records: its ok runs, the compute they took (the sum of their total_s) and the span from
+    the first run's start to the last one's end (the wall time, if it ran in one go)."""
+    from datetime import datetime
+
+    records = [r for r in load_records(results / "runs" / study)[0] if r.get("status") == "ok"]
+    if not records:
+        return {"ok_runs": 0, "compute_s": 0.0, "span_s": 0.0}
+    starts = [datetime.fromisoformat(r["started"]) for r in records]
+    ends = [datetime.fromisoformat(r["finished"]) for r in records]
+    return {"ok_runs": len(records), "compute_s": round(sum(r["timings"]["total_s"] for r in records), 1),
+            "span_s": (max(ends) - min(starts)).total_seconds()}
+
+
 def run_member(member: dict, overrides: list[str]) -> float:
     command = [sys.executable, "-m", "benchmarks.run", "-m", f"experiment={member['experiment']}",
                *member["overrides"], *overrides, *QUIET]
@@ -156,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     code = report.build(name, args.results, args.readme, members=studies)
     summary = {"name": name, "overrides": overrides, "wall_s": round(total, 1),
                "studies": [{"study": p["study"], "experiment": p["experiment"], "runs": p["runs"],
-                            "wall_s": round(walls[p["study"]], 1)} for p in plan]}
+                            "wall_s": round(walls[p["study"]], 1)} | study_times(args.results, p["study"])
+                           for p in plan]}
     out = args.results / name / "suite.json"
     atomic_write(out, lambda fh: fh.write(json.dumps(summary, indent=2).encode()))
     print(f"{name}: {sum(p['runs'] for p in plan)} runs in {total:.0f} s ("

@@ -23,6 +23,9 @@ from torch import Tensor, nn
 from datasets.labeled import LabeledData
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
 @dataclass
 class RunContext:
     """What a learner may know about the run: where to compute, which seed, whether to show progress."""
@@ -30,9 +33,20 @@ class RunContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     seed: int = 0
     progress: bool = True
+    precision: str = "fp32"  # or "bf16": training forward passes under torch.autocast in bfloat16
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r} is not one of {', '.join(PRECISIONS)}: fp32 trains in "
+                             "float32, bf16 under torch.autocast in bfloat16 (mixed precision)")
 
     def generator(self, offset: int = 0) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed * 1_000_003 + offset)
+
+    def autocast(self):
+        """The context a training forward pass runs in: bfloat16 autocast on the run's device when
+        ``precision`` is bf16 (no loss scaling is needed: bf16 has float32's range), else a no-op."""
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
 
 @dataclass

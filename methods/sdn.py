@@ -341,33 +341,36 @@ class SetDistributionNetwork(EmbeddingLearner):
                    mininterval=1.0)
         for step in bar:
             sets = sampler.draw()
-            codes = self.set_encoder(x[sets.inputs.to(ctx.device)], sets.mask.to(ctx.device))
-            target_codes = codes[sets.target_set.to(ctx.device)]
-            targets = x[sets.targets.to(ctx.device)]
-            fake_codes = codes.repeat_interleave(self.fakes_per_set, dim=0)
+            with ctx.autocast():  # bf16 mixed precision for the encoder, generator and discriminator if asked
+                codes = self.set_encoder(x[sets.inputs.to(ctx.device)], sets.mask.to(ctx.device))
+                target_codes = codes[sets.target_set.to(ctx.device)]
+                targets = x[sets.targets.to(ctx.device)]
+                fake_codes = codes.repeat_interleave(self.fakes_per_set, dim=0)
 
-            # 1. encoder + discriminator
-            with torch.no_grad():
-                fakes = self.generator(fake_codes.detach(), self._noise(len(fake_codes), noise_gen, ctx.device))
-            e_real = self.discriminator(targets, target_codes).mean()
-            e_fake = self.discriminator(fakes, fake_codes).mean()
-            other = (sets.target_set.to(ctx.device) + 1) % len(codes)  # each set's neighbour: another class
-            e_mis = self.discriminator(targets, codes[other]).mean()
-            loss_d = (e_real + F.relu(self.margin - e_fake)
-                      + self.mismatch_weight * F.relu(self.margin - e_mis))
+                # 1. encoder + discriminator
+                with torch.no_grad():
+                    fakes = self.generator(fake_codes.detach(), self._noise(len(fake_codes), noise_gen, ctx.device))
+                e_real = self.discriminator(targets, target_codes).mean()
+                e_fake = self.discriminator(fakes, fake_codes).mean()
+                other = (sets.target_set.to(ctx.device) + 1) % len(codes)  # each set's neighbour: another class
+                e_mis = self.discriminator(targets, codes[other]).mean()
+                loss_d = (e_real + F.relu(self.margin - e_fake)
+                          + self.mismatch_weight * F.relu(self.margin - e_mis))
             self._step(theta, loss_d, "encoder + discriminator", step)
 
             # 2. generator
-            fixed = fake_codes.detach()
-            noise = self._noise(len(fixed), noise_gen, ctx.device)
-            fakes = self.generator(fixed, noise)
-            e_gen = self.discriminator(fakes, fixed).mean()
-            loss_g = (e_gen + self.pull_away_weight * pull_away(self.discriminator.enc(fakes))
-                      + self.mode_seeking_weight * mode_seeking(self._seeking_space(fakes), noise, self.fakes_per_set))
+            with ctx.autocast():
+                fixed = fake_codes.detach()
+                noise = self._noise(len(fixed), noise_gen, ctx.device)
+                fakes = self.generator(fixed, noise)
+                e_gen = self.discriminator(fakes, fixed).mean()
+                loss_g = (e_gen + self.pull_away_weight * pull_away(self.discriminator.enc(fakes))
+                          + self.mode_seeking_weight * mode_seeking(self._seeking_space(fakes), noise,
+                                                                    self.fakes_per_set))
             self._step(psi, loss_g, "generator", step)
 
-            # 3. prior
-            nll = -self.prior.log_prob(codes.detach()).mean()
+            # 3. prior (float32: a density over codes)
+            nll = -self.prior.log_prob(codes.detach().float()).mean()
             self._step(prior_opt, nll, "prior", step)
 
             for name, value in (("real", e_real), ("fake", e_fake), ("mismatch", e_mis), ("generator", loss_g),

@@ -50,7 +50,8 @@ def optimise(loss_at: Callable[[int], Tensor], parameters: Iterable[torch.nn.Par
     report = FitReport()
     bar = tqdm(range(iterations), desc=f"fit {name}", disable=not ctx.progress, leave=False, mininterval=1.0)
     for step in bar:
-        loss = loss_at(step)
+        with ctx.autocast():  # bf16 mixed precision when the run asks for it
+            loss = loss_at(step)
         value = float(loss.detach())
         if not math.isfinite(value):
             raise NonFiniteLossError(
