@@ -30,7 +30,7 @@ from benchmarks.fit_cache import FitCache, fit_key
 from benchmarks.records import (RECORD_NAME, REPLICATE, SCHEMA_VERSION, UNIT, UNITS_NAME, config_hash, read_record,
                                 store_record, write_csv_atomic, write_npz_atomic)
 from datasets.labeled import LabeledData, Standardizer
-from datasets.splits import Split, SplitError, validation_split
+from datasets.splits import ClassDisjointSplit, PublishedSplit, Split, SplitError, validation_split
 from methods.base import RunContext
 
 # Keys that change how a run is shown or where it is written, not what it computes.
@@ -60,7 +60,7 @@ def prepare_split(cfg: DictConfig, protocol) -> Split:
     data = build(cfg.dataset.source)
     split = protocol.split(data, seed=cfg.data_seed)
     if cfg.get("validation", False):  # tuning: train and score inside the training side only
-        split = validation_split(split, protocol.split, seed=cfg.data_seed)
+        split = validation_split(split, validation_maker(protocol.split), seed=cfg.data_seed)
         try:
             protocol.check(split)
         except ValueError as exc:
@@ -71,6 +71,18 @@ def prepare_split(cfg: DictConfig, protocol) -> Split:
         scale = Standardizer.fit(split.train.x)
         split = dataclasses.replace(split, train=scale(split.train), test=scale(split.test), transform=scale)
     return split
+
+
+PUBLISHED_VALIDATION_CLASSES = 0.25  # of the published training classes (miniImageNet: 16 of 64, as its own val)
+
+
+def validation_maker(make_split):
+    """The split a validation run applies to the training side: the protocol's own, except for a published
+    split, which says nothing about the training side; then a seeded quarter of the training classes is held
+    out (class-disjoint, as the published test classes are)."""
+    if isinstance(make_split, PublishedSplit):
+        return ClassDisjointSplit(test_classes=PUBLISHED_VALIDATION_CLASSES)
+    return make_split
 
 
 def fit_data(train: LabeledData, cfg: DictConfig, seed: int | None = None) -> LabeledData:

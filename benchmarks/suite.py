@@ -28,7 +28,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from benchmarks import regress, report
+from benchmarks import named_yaml, regress, report
 from benchmarks.records import atomic_write, load_records
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,9 +44,8 @@ class SuiteError(ValueError):
 
 def load_suite(name: str, conf: Path = CONF) -> dict:
     """``conf/suite/<name>.yaml``, or the yaml file ``name`` (a leaderboard kept anywhere)."""
-    path = Path(name) if name.endswith((".yaml", ".yml")) else conf / "suite" / f"{name}.yaml"
+    path, known = named_yaml(conf / "suite", name)
     if not path.is_file():
-        known = sorted(p.stem for p in (conf / "suite").glob("*.yaml"))
         raise SuiteError(f"no leaderboard {name!r}: {path} does not exist. Known: {', '.join(known)}")
     suite = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     members = suite.get("studies") if isinstance(suite, dict) else None

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from benchmarks import report
+from benchmarks import named_yaml, report
 from benchmarks.records import RECORD_NAME, atomic_write, read_record
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,9 +47,8 @@ class TuneError(ValueError):
 
 def load_plan(name: str, conf: Path = CONF) -> dict:
     """``conf/tune/<name>.yaml``, or the yaml file ``name`` (a plan kept anywhere)."""
-    path = Path(name) if name.endswith((".yaml", ".yml")) else conf / "tune" / f"{name}.yaml"
+    path, known = named_yaml(conf / "tune", name)
     if not path.is_file():
-        known = sorted(p.stem for p in (conf / "tune").glob("*.yaml"))
         raise TuneError(f"no tuning plan {name!r}: {path} does not exist. Known: {', '.join(known)}")
     plan = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     missing = [k for k in REQUIRED if k not in plan]
@@ -147,17 +146,19 @@ def chosen_markdown(plan: dict, chosen: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name", help="a tuning plan in conf/tune/")
+    parser.add_argument("name", help="a tuning plan in conf/tune/ (or a yaml file)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides added to the plan's base, e.g. threads=1")
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--readme", type=Path, default=None,
                         help="rewrite this README's block between <!-- leaderboard:<study> --> markers")
     parser.add_argument("--dry-run", action="store_true", help="check the plan and the search spaces, run nothing")
     parser.add_argument("--n-trials", type=int, default=None,
                         help="trials per learner instead of the plan's (the same for every learner; for a quick try)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     results = args.results.resolve()
     try:
         plan = load_plan(args.name)
+        plan["base"] = [*plan["base"], *args.overrides]
         if args.n_trials is not None:
             if args.n_trials < 1:
                 raise TuneError("--n-trials must be at least 1")

@@ -445,3 +445,17 @@ def test_missing_data_fails_before_training(compose_cfg, tmp_path):
     record = json.loads((Path(cfg.run_dir) / "record.json").read_text())
     assert record["status"] == "failed" and record["error"]["type"] == "DatasetNotFoundError"
     assert "split" not in record and "fit_s" not in record["timings"]  # it stopped at loading, before any training
+
+
+def test_validation_on_a_published_split_holds_out_a_quarter_of_the_training_classes(compose_cfg, tmp_path):
+    synsets = fewshot_synsets(n_train=8, n_val=2, n_test=3)
+    write_mini_imagenet_csv(tmp_path / "data" / "mini-imagenet", synsets=synsets, per_class=3)
+    cfg = compose_cfg("dataset=mini_imagenet", f"data_root={tmp_path / 'data'}", *TINY, *LAZY, "validation=true")
+    data = build(cfg.dataset.source)
+    record = execute(cfg)
+    assert record["status"] == "ok" and record["protocol"] == "fewshot_published@validation"
+    assert record["split"]["kind"] == "validation (class_disjoint)"
+    train_ids = set(data.y[data.partition == TRAIN].tolist())
+    held_out = set(record["split"]["test_classes"])
+    assert len(held_out) == 2 and held_out < train_ids  # 2 of the 8 training classes; no test class is seen
+    assert record["split"]["n_train"] + record["split"]["n_test"] == 8 * 3

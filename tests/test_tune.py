@@ -110,7 +110,7 @@ def test_every_shipped_search_space_names_keys_of_its_method(space):
 
 
 def test_the_shipped_plan_is_valid():
-    done = subprocess.run([sys.executable, "-m", "benchmarks.tune", "tune_digits_retrieval", "--dry-run"],
+    done = subprocess.run([sys.executable, "-m", "benchmarks.tune", "tune_digits_knn", "--dry-run"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "tune 8 learners x 12 trials" in done.stdout
+    assert "tune 8 learners x 12 trials on the validation classes (knn_error, minimize)" in done.stdout
