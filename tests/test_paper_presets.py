@@ -49,3 +49,27 @@ def test_protonet_omniglot_preset_runs_on_background_and_evaluation_zips(compose
     way = 20 if protocol.endswith("20way") else 5
     assert set(record["metrics"]) == {f"acc_{way}w1s", f"acc_{way}w5s"}
     assert record["metrics"][f"acc_{way}w1s"]["n"] == 20
+
+
+@pytest.mark.parametrize("protocol, way", [("fewshot_alphabets", 5), ("fewshot_alphabets_20way", 20)])
+def test_matching_omniglot_preset_trains_on_the_test_way_and_shot(compose_cfg, protocol, way):
+    cfg = compose_cfg("experiment=paper_matching_omniglot", "method.learner.k_shot=1", f"protocol={protocol}")
+    assert cfg.method.name == f"matching_train{way}w1s" and cfg.method.learner.n_way == way
+    assert cfg.method.learner.fce is False and cfg.backbone._target_.endswith("Conv4")
+    assert list(cfg.dataset.source.rotations) == [0, 90, 180, 270]
+    ev = cfg.protocol.evaluator
+    assert (ev.n_way, list(ev.shots), ev.n_episodes) == (way, [1, 5], 1000)
+    assert sorted(ev.split.held_out) == sorted(EVALUATION_ALPHABETS)
+
+
+def test_matching_omniglot_preset_runs_on_background_and_evaluation_zips(compose_cfg, tmp_path):
+    root = tmp_path / "data" / "omniglot"
+    write_omniglot_zip(root / "images_background.zip", {"Latin": list(range(1, 6)), "Greek": list(range(1, 6))},
+                       drawers=20, size=28)
+    write_omniglot_zip(root / "images_evaluation.zip", {a: [1] for a in EVALUATION_ALPHABETS}, drawers=20, size=28)
+    record = execute(compose_cfg("experiment=paper_matching_omniglot", f"data_root={tmp_path / 'data'}",
+                                 "method.learner.k_shot=1", "protocol=fewshot_alphabets_20way",
+                                 "budget.iterations=3", "budget.episodes=20", "threads=1"))
+    assert record["status"] == "ok" and record["method"] == "matching_train20w1s"
+    assert len(record["split"]["train_classes"]) == 40 and len(record["split"]["test_classes"]) == 80
+    assert set(record["metrics"]) == {"acc_20w1s", "acc_20w5s"} and record["metrics"]["acc_20w1s"]["n"] == 20
