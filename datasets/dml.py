@@ -103,19 +103,28 @@ def check_images(paths: Sequence[Path], mode: bool | str, workers: int = 0) -> N
     ``workers`` threads), ``"header"`` only opens each file's header (a file that is not an image or has
     a damaged header; ~0.1 ms a file), ``"none"`` (or False) checks nothing beyond existence. The first
     bad file raises ``ImageDecodeError`` naming it."""
-    mode = {True: "decode", False: "none"}.get(mode, mode) if isinstance(mode, bool) else str(mode)
+    mode = verify_mode(mode)
+    if mode != "none":
+        check_all(check_header if mode == "header" else check_decodes, paths, workers)
+
+
+def verify_mode(mode: bool | str) -> str:
+    """``verify_images`` as one of VERIFY_MODES (True: "decode", False: "none"); anything else is refused."""
+    mode = {True: "decode", False: "none"}[mode] if isinstance(mode, bool) else str(mode)
     if mode not in VERIFY_MODES:
         raise ValueError(f"verify_images must be one of {', '.join(VERIFY_MODES)} (or true/false), got {mode!r}")
-    if mode == "none":
-        return
-    check = check_header if mode == "header" else check_decodes
-    if workers > 1 and len(paths) > 1:
+    return mode
+
+
+def check_all(check: Callable, items: Sequence, workers: int = 0) -> None:
+    """``check`` each item, on ``workers`` threads when more than one; the first failure raises."""
+    if workers > 1 and len(items) > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for _ in pool.map(check, paths):
+            for _ in pool.map(check, items):
                 pass
     else:
-        for p in paths:
-            check(p)
+        for item in items:
+            check(item)
 
 
 def default_transform(transform: Callable | None) -> Callable:

@@ -35,7 +35,6 @@ import importlib
 import io
 import pickle
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +42,7 @@ import torch
 from torch import Tensor
 
 from datasets.archives import Archive, provide
-from datasets.dml import VERIFY_MODES, AnnotationError, image_data
+from datasets.dml import AnnotationError, check_all, image_data, verify_mode
 from datasets.errors import DatasetNotFoundError
 from datasets.image_files import ImageDecodeError, ImageFiles
 from datasets.labeled import LabeledData
@@ -236,9 +235,7 @@ def _pickles_present(folder: Path) -> bool:
 def _verify_encoded(store: dict[str, Sequence], names: list[str], mode: bool | str, workers: int, fix: str) -> None:
     """``datasets.dml.check_images`` for encoded images: "decode" (or True) decodes each one, "header"
     only opens it, "none" (or False) does nothing."""
-    mode = {True: "decode", False: "none"}[mode] if isinstance(mode, bool) else str(mode)
-    if mode not in VERIFY_MODES:
-        raise ValueError(f"verify_images must be one of {', '.join(VERIFY_MODES)} (or true/false), got {mode!r}")
+    mode = verify_mode(mode)
     if mode == "none":
         return
 
@@ -250,13 +247,7 @@ def _verify_encoded(store: dict[str, Sequence], names: list[str], mode: bool | s
         else:
             decode_encoded(item, name, fix)
 
-    if workers > 1 and len(names) > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for _ in pool.map(check, names):
-                pass
-    else:
-        for name in names:
-            check(name)
+    check_all(check, names, workers)
 
 
 def _from_pickles(folder: Path, splits: Sequence[str], val_classes: str, transform: Callable,
