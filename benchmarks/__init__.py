@@ -21,3 +21,30 @@ def named_yaml(folder, name: str):
     folder = Path(folder)
     path = Path(name) if name.endswith((".yaml", ".yml")) else folder / f"{name}.yaml"
     return path, sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def _stem(path) -> str:
+    from pathlib import Path
+
+    return Path(str(path)).stem
+
+
+def _file_digest(path) -> str:
+    """sha256 (16 hex digits) of a data file's bytes, so a run's identity (and its fit-cache key) changes when
+    the file does; "missing" when there is no such file (the loader then says how to give one)."""
+    import hashlib
+    from pathlib import Path
+
+    path = Path(str(path))
+    if not path.is_file():
+        return "missing"
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+# conf/dataset/arrays.yaml: a user file's data set is named after the file and identified by its content
+OmegaConf.register_new_resolver("stem", _stem, replace=True)
+OmegaConf.register_new_resolver("file_digest", _file_digest, replace=True)
