@@ -48,3 +48,22 @@ def _file_digest(path) -> str:
 # conf/dataset/arrays.yaml: a user file's data set is named after the file and identified by its content
 OmegaConf.register_new_resolver("stem", _stem, replace=True)
 OmegaConf.register_new_resolver("file_digest", _file_digest, replace=True)
+
+
+def _listing_digest(folder) -> str:
+    """sha256 (16 hex digits) of a folder's file listing (relative paths and sizes, not contents: cheap for
+    thousands of images), so adding, removing or replacing images changes a run's identity; "missing" when
+    there is no such folder."""
+    import hashlib
+    from pathlib import Path
+
+    folder = Path(str(folder))
+    if not folder.is_dir():
+        return "missing"
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(folder)}\0{path.stat().st_size}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+OmegaConf.register_new_resolver("listing_digest", _listing_digest, replace=True)
