@@ -19,7 +19,8 @@ from benchmarks.comparison import compare_with_best, load_units
 from benchmarks.figures import draw_all
 from benchmarks.generation_figures import draw_generation
 from benchmarks.leaderboard import aggregate, latex, markdown, records_frame, roc_frame
-from benchmarks.records import FAILED_NAME, atomic_write, load_records, write_csv_atomic
+from benchmarks.records import (FAILED_NAME, SCHEMA_VERSION, atomic_write, load_records, read_record,
+                                write_csv_atomic)
 
 
 def update_readme(readme: Path, study: str, text: str) -> bool:
@@ -52,24 +53,46 @@ def _duplicates(records: list[dict]) -> list[str]:
     return clashes
 
 
-def build(study: str, results_dir: Path, readme: Path | None = None, members: list[str] | None = None) -> int:
+class SchemaError(ValueError):
+    """Records written with another schema version cannot be merged into a table of this version's."""
+
+
+def _other_schemas(paths: list[Path]) -> list[str]:
+    found = []
+    for path in paths:
+        rec = read_record(path)
+        if isinstance(rec, dict) and rec.get("schema_version") != SCHEMA_VERSION:
+            found.append(f"{path} (schema version {rec.get('schema_version')})")
+    return found
+
+
+def build(study: str, results_dir: Path, readme: Path | None = None, members: list[str] | None = None,
+          sources: list[Path] | None = None) -> int:
     """Tables and figures of ``study`` in ``results_dir/<study>/``, from the records under
-    ``results_dir/runs/<member>/`` of each of ``members`` (default: the study itself). Merged studies must
-    not hold the same (dataset, protocol, method, seed) twice: a MergeError names the clashes."""
+    ``<folder>/runs/<member>/`` of each of ``members`` (default: the study itself), for ``results_dir`` and each
+    results folder in ``sources``. Merged studies must not hold the same (dataset, protocol, method, seed) twice:
+    a MergeError names the clashes; records of another schema version raise SchemaError, naming them."""
     records, unreadable, attempts = [], [], []
-    for member in members or [study]:
-        runs = results_dir / "runs" / member
-        found, bad = load_records(runs)
-        records += found
-        unreadable += bad
-        attempts += load_records(runs, FAILED_NAME)[0]
+    for folder in [results_dir, *(sources or [])]:
+        for member in members or [study]:
+            runs = Path(folder) / "runs" / member
+            found, bad = load_records(runs)
+            records += found
+            unreadable += bad
+            attempts += load_records(runs, FAILED_NAME)[0]
+    foreign = _other_schemas(unreadable)
+    if foreign:
+        raise SchemaError(f"{len(foreign)} record(s) were written with another schema version than this code's "
+                          f"({SCHEMA_VERSION}), so their fields may not mean what this version's do: "
+                          f"{'; '.join(foreign[:3])}. Re-run those runs with this code, or build their table with "
+                          "the suite's version that wrote them")
     clashes = _duplicates([r for r in records if r.get("status") == "ok"])
     if clashes:
         raise MergeError(f"{study}: the merged studies {members} hold the same run more than once, so their numbers "
                          f"would be averaged together: {'; '.join(clashes[:5])}"
                          f"{f' and {len(clashes) - 5} more' if len(clashes) > 5 else ''}. Give the presets "
                          "different datasets or protocols (or merge fewer studies)")
-    where = ", ".join(str(results_dir / "runs" / m) for m in members or [study])
+    where = ", ".join(str(Path(f) / "runs" / m) for f in [results_dir, *(sources or [])] for m in members or [study])
     for path in unreadable:
         print(f"WARNING: cannot read {path} (corrupt or another schema version); that run is left out. "
               "Re-running that configuration replaces the file.", file=sys.stderr)
@@ -116,12 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=Path("results"), help="the results folder")
     parser.add_argument("--readme", type=Path, default=None,
                         help="also rewrite this README's block between <!-- leaderboard:<study> --> markers")
+    parser.add_argument("--from", dest="sources", nargs="+", type=Path, default=None, metavar="RESULTS",
+                        help="also read the records of these results folders (e.g. another machine's)")
     parser.add_argument("--merge", nargs="+", default=None, metavar="STUDY",
                         help="build the tables of STUDY (a new name) from the records of these studies together")
     args = parser.parse_args(argv)
     try:
-        return build(args.study, args.results, args.readme, members=args.merge)
-    except MergeError as exc:
+        return build(args.study, args.results, args.readme, members=args.merge, sources=args.sources)
+    except (MergeError, SchemaError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -94,3 +94,22 @@ def test_merging_studies_that_hold_the_same_run_is_refused(tmp_path):
     cli = subprocess.run([sys.executable, "-m", "benchmarks.report", "ab", "--results", str(tmp_path),
                           "--merge", "a", "b"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert cli.returncode == 2 and "hold the same run more than once" in cli.stderr
+
+
+def test_records_of_several_results_folders_merge_and_other_schemas_are_refused(tmp_path):
+    for folder, method in (("here", "raw"), ("elsewhere", "lmnn")):
+        done = subprocess.run([sys.executable, "-m", "benchmarks.run", f"method={method}", "protocol=knn", "study=s",
+                               "progress=false", f"results_dir={tmp_path / folder}", *QUIET], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+    cmd = [sys.executable, "-m", "benchmarks.report", "s", "--results", str(tmp_path / "here"),
+           "--from", str(tmp_path / "elsewhere")]
+    merged = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert merged.returncode == 0, merged.stderr[-2000:]
+    board = (tmp_path / "here" / "s" / "leaderboard.md").read_text()
+    assert "| raw (ref.) " in board and "| lmnn " in board
+    (old,) = (tmp_path / "elsewhere" / "runs" / "s").rglob("record.json")
+    write_json_atomic(old, read_record(old) | {"schema_version": 0})
+    refused = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2
+    assert f"{old} (schema version 0)" in refused.stderr and "Re-run those runs with this code" in refused.stderr
