@@ -80,6 +80,12 @@ def build(study: str, results_dir: Path, readme: Path | None = None, members: li
             records += found
             unreadable += bad
             attempts += load_records(runs, FAILED_NAME)[0]
+    if members and len(members) > 1:
+        empty = [m for m in members if not any((Path(f) / "runs" / m).is_dir() for f in [results_dir, *(sources or [])])]
+        if empty:
+            raise MergeError(f"{study}: no records of the merged stud{'ies' if len(empty) > 1 else 'y'} "
+                             f"{', '.join(empty)} under {results_dir / 'runs'}; run them first, or merge only the "
+                             "studies that exist")
     foreign = _other_schemas(unreadable)
     if foreign:
         raise SchemaError(f"{len(foreign)} record(s) were written with another schema version than this code's "

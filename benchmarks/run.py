@@ -65,7 +65,8 @@ def prepare_split(cfg: DictConfig, protocol) -> Split:
             protocol.check(split)
         except ValueError as exc:
             raise SplitError(f"validation=true scores on part of the training side ({len(split.test)} samples of "
-                             f"{len(split.test.present_classes)} classes), and the protocol cannot run there: {exc}. "
+                             f"{len(split.test.present_classes)} classes), and the protocol cannot run there: "
+                             f"{str(exc).rstrip('.')}. "
                              "Use data with more training classes, or ask for fewer (e.g. a smaller n_way)") from None
     if cfg.dataset.standardize:
         scale = Standardizer.fit(split.train.x)
@@ -277,11 +278,35 @@ def objective_value(record: dict, objective: str | None) -> float | None:
     return float(record["metrics"][objective]["mean"])
 
 
+def _optuna_direction() -> str | None:
+    """The direction of the Optuna sweep this run is a trial of, or None when it is not one."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        sweeper = HydraConfig.get().sweeper
+    except (ImportError, ValueError):  # no Hydra run (execute called directly)
+        return None
+    if "optuna" not in str(sweeper.get("_target_", "")).lower():
+        return None
+    return str(sweeper.get("direction", "minimize")).lower()
+
+
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     if threading.current_thread() is threading.main_thread():  # signal handlers live on the main thread
         signal.signal(signal.SIGTERM, _on_sigterm)
-    return objective_value(execute(cfg), cfg.get("objective"))
+    objective = cfg.get("objective")
+    try:
+        record = execute(cfg)
+    except Exception as exc:  # noqa: BLE001 - the record says failed; an Optuna trial then fails alone
+        direction = _optuna_direction()
+        if objective is None or direction is None:
+            raise
+        # Optuna's sweeper cannot mark a trial failed from its value, so it gets the worst value there is
+        worst = float("-inf") if "max" in direction else float("inf")
+        print(f"[trial failed] {type(exc).__name__}: {exc} (scored {worst}, the worst value; the search goes on)")
+        return worst
+    return objective_value(record, objective)
 
 
 git_revision()  # the commit of the code this process imported, asked once before any run

@@ -87,18 +87,36 @@ def check_member(member: dict, overrides: list[str], conf: Path = CONF) -> dict:
         study = cfg.study
         grid = {g: _sweep_values(params[g]) for g in SWEPT_GROUPS if g in params}
         firsts = {g: values[0] for g, values in grid.items()}
+        # the (dataset, protocol, method) names the member's records will carry: a swept group's come from
+        # its options, the others from the composed config
+        names = {g: set() if g in grid else {cfg[g].name} for g in ("dataset", "protocol", "method")}
         for group, values in grid.items():
             for value in values:
                 choice = [f"{g}={value if g == group else v}" for g, v in firsts.items()]
                 try:
-                    compose("config", overrides=base + choice)
+                    one = compose("config", overrides=base + choice)
                 except Exception as exc:
                     raise SuiteError(f"leaderboard member experiment={experiment}, {' '.join(choice)}: {exc}") \
                         from None
+                if group in names:
+                    names[group].add(one[group].name)
     runs = 1
     for value in params.values():
         runs *= len(_sweep_values(value))
-    return {"experiment": experiment, "study": study, "runs": runs}
+    seeds = set(_sweep_values(params["seed"])) if "seed" in params else {str(cfg.seed)}
+    keys = {(d, p, m, s) for d in names["dataset"] for p in names["protocol"] for m in names["method"] for s in seeds}
+    return {"experiment": experiment, "study": study, "runs": runs, "keys": keys}
+
+
+def clashes(plan: list[dict]) -> list[str]:
+    """(dataset, protocol, method, seed) runs that two members would both hold (their merged table would
+    average them together), as 'name (member a and member b)'."""
+    found = []
+    for i, first in enumerate(plan):
+        for second in plan[i + 1:]:
+            for key in sorted(first["keys"] & second["keys"]):
+                found.append(f"{' / '.join(key)} ({first['study']} and {second['study']})")
+    return found
 
 
 def study_times(results: Path, study: str) -> dict:
@@ -154,6 +172,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {suite['path']}: two members write the same study ({studies}); give each preset its own "
               "`study:`", file=sys.stderr)
         return 2
+    clash = clashes(plan)
+    if clash:
+        print(f"error: {suite['path']}: members would hold the same run, and the merged table would average them "
+              f"together: {'; '.join(clash[:5])}{f' and {len(clash) - 5} more' if len(clash) > 5 else ''}. Give "
+              "them different datasets, protocols or methods", file=sys.stderr)
+        return 2
     print(f"{name}: {len(plan)} studies, {sum(p['runs'] for p in plan)} runs: "
           + ", ".join(f"{p['study']} ({p['runs']})" for p in plan), flush=True)
     if args.dry_run:
@@ -166,7 +190,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     total = time.perf_counter() - start
-    code = report.build(name, args.results, args.readme, members=studies)
+    try:
+        code = report.build(name, args.results, args.readme, members=studies)
+    except (report.MergeError, report.SchemaError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     summary = {"name": name, "overrides": overrides, "wall_s": round(total, 1),
                "studies": [{"study": p["study"], "experiment": p["experiment"], "runs": p["runs"],
                             "wall_s": round(walls[p["study"]], 1)} | study_times(args.results, p["study"])

@@ -13,7 +13,9 @@ A tuning file ``conf/tune/<name>.yaml`` names the base runs (``base``: Hydra ove
 backbone, budget, protocol), the ``objective`` (a metric of that protocol) and its ``direction``,
 ``n_trials`` (the same for every learner), the Optuna sampler's seed, the seed tuning trains with, the test
 seeds and the learners. A learner's search space is ``conf/search_space/<method>.yaml`` (override key ->
-an Optuna-sweeper range); a learner without one (raw, untrained) has nothing to tune and is only tested.
+an Optuna-sweeper range), or the plan's own ``spaces: {<method>: {key: range}}``; a learner without one
+(raw, untrained) has nothing to tune and is only tested. A trial whose run fails (a NaN loss, a bad value)
+has its record marked failed and scores the worst value there is (-inf or +inf), so the search goes on.
 
 Each learner's search is one Hydra multirun with ``hydra/sweeper=optuna`` (TPE, seeded): trial records go
 to ``results/runs/<study>@validation/<method>/trial<N>/``, Optuna's result to
@@ -25,6 +27,7 @@ test runs are the study ``<study>`` (``python -m benchmarks.report <study>`` is 
 from __future__ import annotations
 
 import argparse
+import math
 import subprocess
 import sys
 import time
@@ -33,6 +36,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from benchmarks import named_yaml, report
+from benchmarks.leaderboard import lower_is_better
 from benchmarks.records import RECORD_NAME, atomic_write, read_record
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,6 +60,11 @@ def load_plan(name: str, conf: Path = CONF) -> dict:
         raise TuneError(f"{path} lacks {', '.join(missing)} (a tuning plan needs {', '.join(REQUIRED)})")
     if plan["direction"] not in ("maximize", "minimize"):
         raise TuneError(f"{path}: direction must be maximize or minimize, not {plan['direction']!r}")
+    expected = "minimize" if lower_is_better(str(plan["objective"])) else "maximize"
+    if plan["direction"] != expected:
+        raise TuneError(f"{path}: {plan['objective']} is {'lower' if expected == 'minimize' else 'higher'}-is-better "
+                        f"in the leaderboard, so direction must be {expected}, not {plan['direction']} (it would "
+                        "choose the worst values)")
     if int(plan["n_trials"]) < 1:
         raise TuneError(f"{path}: n_trials must be at least 1")
     plan.setdefault("sampler_seed", 0)
@@ -84,8 +93,9 @@ def check_space(plan: dict, method: str, space: dict[str, str]) -> None:
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        try:
-            cfg = compose("config", overrides=[*plan["base"], f"method={method}"])
+        try:  # with the sweeper the trials run under: a missing Optuna plugin fails here
+            cfg = compose("config", overrides=[*plan["base"], f"method={method}", "hydra/sweeper=optuna"],
+                          return_hydra_config=True)
         except Exception as exc:
             raise TuneError(f"{plan['path']}: base {plan['base']} with method={method}: {exc}") from None
     for key in space:
@@ -123,6 +133,9 @@ def tune_method(plan: dict, method: str, space: dict[str, str], results: Path) -
           f"hydra.sweeper.study_name={study}.{method}", f"hydra.sweep.dir={sweep_dir}",
           *[f"{k}={v}" for k, v in space.items()], *QUIET])
     found = OmegaConf.to_container(OmegaConf.load(sweep_dir / "optimization_results.yaml"))
+    if not math.isfinite(float(found["best_value"])):
+        raise TuneError(f"every trial of {method} failed (their records under {results}/runs/{study}@validation/"
+                        f"{method}/ say why); narrow conf/search_space/{method}.yaml and tune again")
     return {"best_params": found["best_params"], "best_value": float(found["best_value"]),
             "n_trials": int(plan["n_trials"])}
 
@@ -163,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.n_trials < 1:
                 raise TuneError("--n-trials must be at least 1")
             plan["n_trials"] = args.n_trials
-        spaces = {m: search_space(m) for m in plan["methods"]}
+        given = plan.get("spaces") or {}  # a plan may give a learner's space itself, instead of its file
+        spaces = {m: {str(k): str(v) for k, v in given[m].items()} if m in given else search_space(m)
+                  for m in plan["methods"]}
         for method, space in spaces.items():
             check_space(plan, method, space)
     except TuneError as exc:

@@ -148,7 +148,7 @@ def validation_split(split: Split, make_split: Callable[[LabeledData, int], Spli
     except SplitError as exc:
         raise SplitError(f"validation=true splits the training side ({len(split.train)} samples, "
                          f"{len(split.train.present_classes)} classes) again with the protocol's split, which "
-                         f"failed: {exc}. Use data with more training classes, or a protocol that asks for "
+                         f"failed: {str(exc).rstrip('.')}. Use data with more training classes, or a protocol that asks for "
                          "fewer (e.g. a smaller n_way)") from None
     if inner.test_roles is not None:
         raise SplitError("validation=true is not available for a query/gallery split (In-shop)")

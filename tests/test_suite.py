@@ -60,7 +60,11 @@ def test_a_bad_member_fails_before_anything_runs(tmp_path):
             ([{"experiment": "smoke_digits", "overrides": ["method=raw,no_such_method", "protocol=knn", "seed=0"]}],
              "method=no_such_method"),
             ([{"experiment": "smoke_digits", "overrides": ["method=raw", "seed=0"]},
-              {"experiment": "smoke_digits", "overrides": ["method=lmnn", "seed=0"]}], "write the same study")):
+              {"experiment": "smoke_digits", "overrides": ["method=lmnn", "seed=0"]}], "write the same study"),
+            ([{"experiment": "smoke_digits", "overrides": ["method=raw,lmnn", "protocol=knn", "seed=0"]},
+              {"experiment": "tabular_knn", "overrides": ["dataset=digits", "method=raw", "seed=0"]}],
+             "members would hold the same run, and the merged table would average them together: "
+             "digits / knn / raw / 0 (smoke_digits and tabular_knn)")):
         done = _run_suite(_suite(tmp_path, members), results)
         assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
         assert not (results / "runs").exists()  # nothing ran
@@ -94,6 +98,9 @@ def test_merging_studies_that_hold_the_same_run_is_refused(tmp_path):
     cli = subprocess.run([sys.executable, "-m", "benchmarks.report", "ab", "--results", str(tmp_path),
                           "--merge", "a", "b"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert cli.returncode == 2 and "hold the same run more than once" in cli.stderr
+    missing = subprocess.run([sys.executable, "-m", "benchmarks.report", "a_x", "--results", str(tmp_path),
+                              "--merge", "a", "nosuchstudy"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and "no records of the merged study nosuchstudy" in missing.stderr
 
 
 def test_records_of_several_results_folders_merge_and_other_schemas_are_refused(tmp_path):

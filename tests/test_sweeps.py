@@ -80,7 +80,7 @@ def _start_and_kill_after_first_record(tmp_path: Path, study: str, sig: int, ove
     assert proc.returncode != 0
 
 
-SWEEP = ["method=raw,triplet", "protocol=knn", "progress=false", "budget.iterations=4000", "fit_cache=false",
+SWEEP = ["method=raw,triplet", "protocol=knn", "progress=false", "budget.iterations=4000", "fit_cache=false", "threads=1",
          "hydra/job_logging=none", "hydra/hydra_logging=none"]
 
 
@@ -106,6 +106,6 @@ def test_sweep_terminated_records_the_run_in_progress_as_failed(tmp_path):
     assert stopped["status"] == "failed" and stopped["error"]["type"] == "Terminated"
     assert "SIGTERM" in stopped["error"]["message"]
     assert read_record(run_root / "raw" / "seed0" / "record.json")["status"] == "ok"
-    resumed = _sweep(tmp_path, "study=terminated", *SWEEP)
+    resumed = _sweep(tmp_path, "study=terminated", *SWEEP, timeout=900)  # a 4,000-step fit on a loaded machine
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _methods(tmp_path, "terminated") == [("raw", "ok"), ("triplet", "ok")]

@@ -114,3 +114,21 @@ def test_the_shipped_plan_is_valid():
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "tune 8 learners x 12 trials on the validation classes (knn_error, minimize)" in done.stdout
+
+
+def test_a_failing_trial_fails_alone_and_the_search_goes_on(tmp_path):
+    results = tmp_path / "results"
+    plan = _plan(tmp_path, methods=["triplet"], n_trials=4,
+                 spaces={"triplet": {"method.learner.optimizer.lr": "choice(0.001, -1.0)"}})
+    done = _tune(plan, results)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    trials, _ = load_records(results / "runs" / "tiny_tune@validation" / "triplet")
+    statuses = {r["config"]["method"]["learner"]["optimizer"]["lr"]: r["status"] for r in trials}
+    assert statuses == {0.001: "ok", -1.0: "failed"}  # both values were tried; the bad one failed alone
+    chosen = yaml.safe_load((results / "tiny_tune" / "chosen.yaml").read_text())["methods"]
+    assert chosen["triplet"]["best_params"] == {"method.learner.optimizer.lr": 0.001}
+
+
+def test_a_direction_against_the_metric_is_refused(tmp_path):
+    with pytest.raises(TuneError, match="knn_error is lower-is-better in the leaderboard, so direction must be minimize"):
+        load_plan(str(_plan(tmp_path, direction="maximize")))
