@@ -69,7 +69,7 @@ def test_tune_then_test_chooses_on_validation_and_tests_the_choice(tmp_path):
 
 def test_an_unknown_objective_fails_before_any_training(tmp_path):
     results = tmp_path / "results"
-    done = _tune(_plan(tmp_path, objective="nope"), results)
+    done = _tune(_plan(tmp_path, objective="nope", direction="maximize"), results)
     assert done.returncode == 1
     assert "objective=nope is not a metric of the knn@validation protocol" in done.stderr
     assert "knn_error" in done.stderr  # the message lists the metrics it does report
