@@ -13,6 +13,20 @@ def _split_tag(validation) -> str:
 OmegaConf.register_new_resolver("split_tag", _split_tag, replace=True)
 
 
+def episode_tag(episode_seed, data_seed) -> str:
+    """``@episodes<k>`` when the evaluation draws its episodes / queries with a seed other than the split's."""
+    return "" if str(episode_seed) == str(data_seed) else f"@episodes{episode_seed}"
+
+
+def _checkpoint_tag(from_run) -> str:
+    return "" if from_run is None or str(from_run) in ("None", "null", "") else "@checkpoint"
+
+
+# run_dir again: another episode seed, or a saved learner evaluated again (from_run), gets its own folder
+OmegaConf.register_new_resolver("episode_tag", episode_tag, replace=True)
+OmegaConf.register_new_resolver("checkpoint_tag", _checkpoint_tag, replace=True)
+
+
 def named_yaml(folder, name: str):
     """The plan ``name`` as a path: ``<folder>/<name>.yaml``, or ``name`` itself when it is a yaml file path.
     Returns (path, the known names in ``folder``) so a caller can say which exist when it does not."""

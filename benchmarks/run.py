@@ -23,7 +23,8 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from benchmarks import VALIDATION_TAG
+from benchmarks import VALIDATION_TAG, checkpoints, episode_tag
+from benchmarks.checkpoints import CHECKPOINT_TAG
 from benchmarks.environment import (describe_device, git_revision, kept_random_state, library_versions, pick_device,
                                     seed_everything, set_threads)
 from benchmarks.fit_cache import FitCache, fit_key
@@ -35,13 +36,17 @@ from methods.base import RunContext
 
 # Keys that change how a run is shown or where it is written, not what it computes.
 _NOT_HASHED = ("progress", "skip_existing", "results_dir", "run_dir", "study", "fit_cache", "fit_cache_dir",
-               "objective")
+               "objective", "save_model")
 
 
 def _identity(cfg: DictConfig) -> dict:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     if resolved.get("precision") == "fp32":  # the default, left out: run ids from before the option stay valid
         del resolved["precision"]
+    if resolved.get("episode_seed", resolved.get("data_seed")) == resolved.get("data_seed"):
+        resolved.pop("episode_seed", None)  # the default (the split's seed), left out for the same reason
+    if resolved.get("from_run") is None:
+        resolved.pop("from_run", None)
     return {k: v for k, v in resolved.items() if k not in _NOT_HASHED}
 
 
@@ -56,7 +61,10 @@ def build(node: DictConfig):
         raise
 
 
-def prepare_split(cfg: DictConfig, protocol) -> Split:
+def prepare_split(cfg: DictConfig, protocol, transform=None) -> Split:
+    """The protocol's split of the data set (from ``data_seed``; under ``validation``, of its training side),
+    standardised with statistics of the training side, or with ``transform`` when one is given (a saved
+    learner's own standardisation, fitted on the side it trained on)."""
     data = build(cfg.dataset.source)
     split = protocol.split(data, seed=cfg.data_seed)
     if cfg.get("validation", False):  # tuning: train and score inside the training side only
@@ -69,9 +77,16 @@ def prepare_split(cfg: DictConfig, protocol) -> Split:
                              f"{str(exc).rstrip('.')}. "
                              "Use data with more training classes, or ask for fewer (e.g. a smaller n_way)") from None
     if cfg.dataset.standardize:
-        scale = Standardizer.fit(split.train.x)
+        scale = Standardizer.fit(split.train.x) if transform is None else transform
         split = dataclasses.replace(split, train=scale(split.train), test=scale(split.test), transform=scale)
     return split
+
+
+def protocol_label(cfg: DictConfig) -> str:
+    """The protocol as records and leaderboards name it: ``@validation`` for a validation run, ``@episodes<k>``
+    when the evaluation draws its episodes / queries with another seed than the split's."""
+    label = cfg.protocol.name + (VALIDATION_TAG if cfg.get("validation", False) else "")
+    return label + episode_tag(cfg.get("episode_seed", cfg.data_seed), cfg.data_seed)
 
 
 PUBLISHED_VALIDATION_CLASSES = 0.25  # of the published training classes (miniImageNet: 16 of 64, as its own val)
@@ -103,6 +118,10 @@ def fit_data(train: LabeledData, cfg: DictConfig, seed: int | None = None) -> La
 def execute(cfg: DictConfig) -> dict:
     """Run one configuration and return its record (also written to ``cfg.run_dir``)."""
     cfg = copy.deepcopy(cfg)  # sizes known only at run time are filled in below; leave the caller's config alone
+    saved = None
+    if cfg.get("from_run") is not None:  # evaluate a saved learner: what it was trained with comes from its run
+        saved = checkpoints.load(cfg.from_run, device=pick_device(cfg.device))
+        cfg = checkpoints.adopt(cfg, saved)
     run_dir = Path(cfg.run_dir)
     identity = _identity(cfg)
     run_id = config_hash(identity)
@@ -113,10 +132,10 @@ def execute(cfg: DictConfig) -> dict:
 
     record: dict = {
         "schema_version": SCHEMA_VERSION, "run_id": run_id, "status": "running", "error": None,
-        "study": cfg.study, "dataset": cfg.dataset.name, "method": cfg.method.name,
-        "reference_row": bool(cfg.method.get("reference", False)),
-        "protocol": cfg.protocol.name + (VALIDATION_TAG if cfg.get("validation", False) else ""),
-        "seed": cfg.seed, "data_seed": cfg.data_seed, "budget": cfg.budget.name,
+        "study": cfg.study + (CHECKPOINT_TAG if saved is not None else ""), "dataset": cfg.dataset.name,
+        "method": cfg.method.name, "reference_row": bool(cfg.method.get("reference", False)),
+        "protocol": protocol_label(cfg), "seed": cfg.seed, "data_seed": cfg.data_seed,
+        "episode_seed": cfg.get("episode_seed", cfg.data_seed), "budget": cfg.budget.name,
         "config": identity, "metrics": {}, "curves": {}, "artifacts": {},
         "timings": {}, "device": None, "versions": library_versions(), "git": git_revision(),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -128,26 +147,36 @@ def execute(cfg: DictConfig) -> dict:
         record["threads"] = set_threads(cfg.get("threads"))
         seed_everything(cfg.seed)
         protocol = build(cfg.protocol.evaluator)
-        split = prepare_split(cfg, protocol)
+        split = prepare_split(cfg, protocol, transform=saved.transform if saved is not None else None)
         record["split"] = split.describe() | {"test_index_sha": config_hash({"i": split.test_index.tolist()})}
         protocol.check(split)
+        if saved is not None:
+            same_split = checkpoints.check_unseen(saved, split.train_index, split.test_index, protocol.name)
         if "backbone" in cfg:
             cfg.backbone.input_shape = list(split.train.input_shape)
-        learner = build(cfg.method.learner)
+        learner = build(cfg.method.learner) if saved is None else saved.learner
         protocol.check_learner(learner)
         learner.check(split.train)
-        train = fit_data(split.train, cfg)  # built now: a bad train_transform fails before any training
+        train = fit_data(split.train, cfg) if saved is None else None  # built now: a bad train_transform fails early
         check_judge(cfg, protocol)
         judge = fit_judge(cfg, split, device, record)  # leaves the random state as it found it
         if judge is not None:
             protocol = dataclasses.replace(protocol, judge=judge)
         ctx = RunContext(device=device, seed=cfg.seed, progress=cfg.progress, precision=cfg.precision)
 
-        learner = fit_or_load(cfg, learner, split, train, ctx, record)
-        _fit_throughput(record)
+        if saved is None:
+            learner = fit_or_load(cfg, learner, split, train, ctx, record)
+            _fit_throughput(record)
+            if cfg.get("save_model", True):
+                record["model"] = checkpoints.save(run_dir, learner, cfg, run_id, split.train_index, split.transform,
+                                                   record["fit"], record["timings"]["fit_s"])
+        else:
+            record["fit"], record["timings"]["fit_s"] = saved.fit, 0.0
+            record["from_run"] = {"dir": str(saved.path.parent), "run_id": saved.run_id, "model_sha256": saved.sha256,
+                                  "trained_s": saved.fit_s, "same_split": same_split}
 
         t_eval = time.perf_counter()
-        result = protocol.evaluate(learner, split, ctx, data_seed=cfg.data_seed)
+        result = protocol.evaluate(learner, split, ctx, data_seed=cfg.get("episode_seed", cfg.data_seed))
         record["timings"]["eval_s"] = time.perf_counter() - t_eval
         record.setdefault("throughput", {})["eval_test_samples_per_s"] = len(split.test) / record["timings"]["eval_s"]
 
@@ -291,11 +320,31 @@ def _optuna_direction() -> str | None:
     return str(sweeper.get("direction", "minimize")).lower()
 
 
+def _refuse_adopted_overrides() -> None:
+    """With ``from_run``, the learner and what it was trained on come from the saved run: a command line that
+    also sets them (``method=``, ``dataset.path=``, a preset sweeping methods) would be silently ignored."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        overrides = HydraConfig.get().overrides.task
+    except ValueError:
+        return
+    for item in overrides:
+        key = item.split("=", 1)[0].lstrip("+~")
+        if key.split(".")[0].split("@")[0] in checkpoints.ADOPTED:
+            raise checkpoints.CheckpointError(
+                f"from_run evaluates the saved learner as it was trained: its {', '.join(checkpoints.ADOPTED)} come "
+                f"from the saved run, so the override {item!r} would be ignored. Drop it (to compare another learner "
+                "or budget, train it: leave from_run out)")
+
+
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     if threading.current_thread() is threading.main_thread():  # signal handlers live on the main thread
         signal.signal(signal.SIGTERM, _on_sigterm)
     objective = cfg.get("objective")
+    if cfg.get("from_run") is not None:
+        _refuse_adopted_overrides()
     try:
         record = execute(cfg)
     except Exception as exc:  # noqa: BLE001 - the record says failed; an Optuna trial then fails alone
