@@ -4,6 +4,13 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: N worker processes share the cores, one thread each
+    os.environ["OMP_NUM_THREADS"] = "1"  # and the runs the tests start as subprocesses inherit it
+    os.environ["MKL_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
 
