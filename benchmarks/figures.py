@@ -208,31 +208,63 @@ def k_sweeps(table: pd.DataFrame, out: Path) -> list[Path]:
 NOISY = re.compile(r"map_(?P<poly>poly_)?rho(?P<rho>\d+)")
 
 
+HIGHLIGHTED = 6  # learners drawn in colour when a panel has more than HIGHLIGHTED + 2 of them
+OTHERS = "other learners (in the table)"
+
+
 def _line_looks(part: pd.DataFrame) -> tuple[list[str], list[str], dict]:
-    """Reference rows and learners in order, and each method's (colour, line style, marker): reference
-    rows in greys, dashed; the learners in ten distinct colours, then the same colours with another line
-    style and marker (never two lines of near-identical colour and style)."""
+    """Reference rows and learners in order, and each method's (colour, line style, marker, shown): reference
+    rows in greys, dashed; with up to HIGHLIGHTED + 2 learners each in its own colour; with more, the
+    HIGHLIGHTED best (highest mean over the figure's points) in distinct colours and the rest as thin light
+    grey lines without bands (``shown`` False), so that twenty lines do not hide each other."""
     is_ref = set(part[part["reference_row"].astype(bool)]["method"])
     learners = [m for m in dict.fromkeys(part["method"]) if m not in is_ref]
     refs = [m for m in dict.fromkeys(part["method"]) if m in is_ref]
+    best = set(learners)
+    if len(learners) > HIGHLIGHTED + 2:
+        score = part.groupby("method")["mean"].mean()
+        best = set(sorted(learners, key=lambda m: -score.get(m, -np.inf))[:HIGHLIGHTED])
     styles = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D")]
-    look = {m: (plt.cm.tab10.colors[i % 10], *styles[(i // 10) % len(styles)]) for i, m in enumerate(learners)}
-    look |= {m: (str(0.15 + 0.35 * j), "--", "x") for j, m in enumerate(refs)}
+    shown = [m for m in learners if m in best]
+    look = {m: (plt.cm.tab10.colors[i % 10], *styles[(i // 10) % len(styles)], True) for i, m in enumerate(shown)}
+    look |= {m: ("0.78", "-", None, False) for m in learners if m not in best}
+    look |= {m: (str(0.1 + 0.3 * j), "--", "x", True) for j, m in enumerate(refs)}
     return refs, learners, look
 
 
 def _method_lines(ax, part: pd.DataFrame, x: str, refs: list[str], learners: list[str], look: dict) -> None:
-    """One line per method of ``part`` (mean against column ``x``) with its 95% band, cut at 0 and 1."""
-    for method in refs + learners:
+    """One line per method of ``part`` (mean against column ``x``) with its 95% band, cut at 0 and 1: the
+    greyed learners first, then the highlighted ones, the reference rows last (on top, never hidden)."""
+    order = [m for m in learners if not look[m][3]] + [m for m in learners if look[m][3]] + refs
+    others_labelled = False
+    for layer, method in enumerate(order):
         rows = part[part["method"] == method].sort_values(x)
         if rows.empty:
             continue
-        colour, ls, marker = look[method]
-        ax.plot(rows[x], rows["mean"], marker=marker, ms=4, color=colour, lw=1.4, ls=ls,
+        colour, ls, marker, shown = look[method]
+        if not shown:
+            ax.plot(rows[x], rows["mean"], color=colour, lw=0.9, ls=ls, zorder=1,
+                    label=None if others_labelled else OTHERS)
+            others_labelled = True
+            continue
+        ax.plot(rows[x], rows["mean"], marker=marker, ms=4, color=colour, lw=1.4, ls=ls, zorder=2 + layer,
                 label=f"{method}{' (ref.)' if method in refs else ''}")
         ci = rows["ci95"].fillna(0.0)
         ax.fill_between(rows[x], (rows["mean"] - ci).clip(lower=0), (rows["mean"] + ci).clip(upper=1),
-                        color=colour, alpha=0.08)
+                        color=colour, alpha=0.08, zorder=1)
+
+
+def _legend(ax, look: dict) -> str:
+    """The legend right of ``ax`` (reference rows, the coloured learners, then the greyed ones as one entry);
+    returns the sentence for the title that says how the coloured learners were chosen ("" if none greyed)."""
+    handles, labels = ax.get_legend_handles_labels()
+    rank = {label: (0 if label.endswith("(ref.)") else 2 if label == OTHERS else 1) for label in labels}
+    pairs = sorted(zip(handles, labels), key=lambda p: rank[p[1]])
+    ax.legend([h for h, _ in pairs], [lbl for _, lbl in pairs], fontsize=7, loc="center left",
+              bbox_to_anchor=(1.02, 0.5))
+    greyed = sum(1 for v in look.values() if not v[3])
+    return f"; coloured: the {HIGHLIGHTED} learners with the highest mean over the points, grey: the {greyed} others" \
+        if greyed else ""
 
 
 SHOTS = re.compile(r"^acc_(?P<way>\d+)w(?P<shot>\d+)s$")
@@ -263,9 +295,9 @@ def shot_curves(table: pd.DataFrame, out: Path) -> list[Path]:
             ax.set_ylim(0, 1.0)
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel("accuracy on held-out classes")
-        axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+        chosen = _legend(axes[0][-1], look)
         note = _ci_note(part).replace("; bars cut at 0 and 1", "")
-        title = f"{dataset} · {protocol}: accuracy against shots ({note}; bands: 95% CI, cut at 0 and 1)"
+        title = f"{dataset} · {protocol}: accuracy against shots ({note}; bands: 95% CI, cut at 0 and 1{chosen})"
         fig.suptitle("\n".join(textwrap.wrap(title, max(40, int(fig.get_figwidth() * 13)))), fontsize=9)
         written.append(_save(fig, out / f"{dataset}_{protocol}_vs_shots.png"))
     return written
@@ -292,9 +324,9 @@ def noise_sweeps(table: pd.DataFrame, out: Path) -> list[Path]:
             ax.set_xticks(sorted(rows_k["rho"].unique()))
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel("mAP over defining sets")
-        axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+        chosen = _legend(axes[0][-1], look)
         title = f"{dataset}: set retrieval from noisy concept sets ({_ci_note(part).replace('; bars cut at 0 and 1', '')}; " \
-                "bands: 95% CI, cut at 0 and 1)"
+                f"bands: 95% CI, cut at 0 and 1{chosen})"
         fig.suptitle("\n".join(textwrap.wrap(title, max(40, int(fig.get_figwidth() * 13)))), fontsize=9)
         written.append(_save(fig, out / f"{dataset}_set_retrieval_vs_noise.png"))
     return written

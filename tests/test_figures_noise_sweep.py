@@ -41,7 +41,28 @@ def test_a_single_noise_level_draws_nothing(tmp_path):
     assert figures.pretty("map_poly_rho25") == "mAP, polysemous, 25% outliers"
 
 
-def test_no_two_lines_look_alike(tmp_path, monkeypatch):
+def test_many_learners_colour_the_best_and_grey_the_rest(tmp_path, monkeypatch):
+    drawn = []
+    real_plot = plt.Axes.plot
+
+    def spy(ax, x, y, *args, **kwargs):
+        drawn.append((ax, kwargs.get("label"), (str(kwargs.get("color")), kwargs.get("ls"), kwargs.get("marker"))))
+        return real_plot(ax, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(plt.Axes, "plot", spy)
+    methods = ["raw", *[f"learner{i}" for i in range(18)]]  # a learner's mean rises with its number
+    written = figures.noise_sweeps(_table(methods), tmp_path)
+    panel = [d for d in drawn if d[0] is drawn[0][0]]
+    assert len(panel) == 19 and panel[-1][1] == "raw (ref.)" and panel[-1][2][1] == "--"  # reference on top
+    coloured = {label: look for _, label, look in panel if label not in (None, figures.OTHERS, "raw (ref.)")}
+    assert sorted(coloured) == sorted(f"learner{i}" for i in range(12, 18))  # the six best
+    assert len(set(coloured.values())) == 6                                   # each its own look
+    greyed = [d for d in panel if d[1] in (None, figures.OTHERS)]
+    assert len(greyed) == 12 and sum(d[1] == figures.OTHERS for d in greyed) == 1 and {d[2][0] for d in greyed} == {"0.78"}
+    assert written[0].stat().st_size > 0
+
+
+def test_few_learners_are_all_coloured_and_distinct(tmp_path, monkeypatch):
     looks = {}
     real_plot = plt.Axes.plot
 
@@ -50,7 +71,6 @@ def test_no_two_lines_look_alike(tmp_path, monkeypatch):
         return real_plot(ax, x, y, *args, **kwargs)
 
     monkeypatch.setattr(plt.Axes, "plot", spy)
-    methods = ["raw", *[f"learner{i}" for i in range(18)]]
+    methods = ["raw", *[f"learner{i}" for i in range(8)]]
     figures.noise_sweeps(_table(methods), tmp_path)
-    assert len(looks) == 19 and len(set(looks.values())) == 19
-    assert looks["raw (ref.)"][1] == "--"
+    assert len(looks) == 9 and len(set(looks.values())) == 9 and figures.OTHERS not in looks

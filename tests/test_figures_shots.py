@@ -29,8 +29,8 @@ def test_one_line_per_learner_against_shots(tmp_path, monkeypatch):
     written = figures.shot_curves(_table([1, 2, 5, 10, 20]), tmp_path)
     assert [p.name for p in written] == ["digits_fewshot_shots_vs_shots.png"]
     assert (tmp_path / "digits_fewshot_shots_vs_shots.pdf").is_file()
-    assert [label for *_, label in drawn] == ["raw (ref.)", "protonet"]
-    assert drawn[1][0] == [1, 2, 5, 10, 20] and drawn[1][1] == [0.4 + 0.02 * k + 0.01 for k in (1, 2, 5, 10, 20)]
+    assert [label for *_, label in drawn] == ["protonet", "raw (ref.)"]  # the reference row on top, never hidden
+    assert drawn[0][0] == [1, 2, 5, 10, 20] and drawn[0][1] == [0.4 + 0.02 * k + 0.01 for k in (1, 2, 5, 10, 20)]
 
 
 def test_no_shot_figure_for_two_shot_counts(tmp_path):
