@@ -124,13 +124,33 @@ def metric_panels(table: pd.DataFrame, protocol: str, out: Path) -> list[Path]:
             ax.set_title(pretty(metric), fontsize=9)
             ax.grid(axis="x", alpha=0.3)
             ax.tick_params(axis="x", labelsize=8)
+        span = same_width(axes[0], [part[part["metric"] == metric] for metric in names])
         axes[0][0].set_yticks(y, [lab.replace("\n", " ") for lab in _labels(part, methods)])
         title = (f"{dataset}: {protocol} on {'held-out classes' if protocol != 'knn' else 'held-out samples'} "
-                 f"({_ci_note(part)})")
+                 f"({_ci_note(part)}" + (f"; every panel's axis spans {span:.2f}, so equal gaps are equal differences)"
+                                         if len(names) > 1 else ")"))
         width_chars = max(40, int(fig.get_figwidth() * 13))
         fig.suptitle("\n".join(textwrap.wrap(title, width_chars)), fontsize=9)
         written.append(_save(fig, out / f"{dataset}_{protocol}.png"))
     return written
+
+
+def same_width(axes, parts: list[pd.DataFrame], least: float = 0.05) -> float:
+    """Give every panel's x axis the same width: the widest panel's range of means and intervals (within
+    [0, 1]) plus 10%, at least ``least``, each centred on its own points and kept inside [0, 1] where it fits.
+    Without it each panel zooms to its own points and a 0.01 gap in one looks like a 0.1 gap in another."""
+    bounds = []
+    for rows in parts:
+        ci = rows["ci95"].fillna(0.0)
+        bounds.append((float((rows["mean"] - ci).clip(lower=0).min()), float((rows["mean"] + ci).clip(upper=1).max())))
+    span = max([least] + [1.1 * (hi - lo) for lo, hi in bounds])
+    pad = 0.03 * span  # a point at 0 or 1 is drawn whole
+    for ax, (lo, hi) in zip(axes, bounds):
+        left = (lo + hi - span) / 2
+        if span <= 1:
+            left = min(max(left, 0.0), 1.0 - span)
+        ax.set_xlim(left - pad, left + span + pad)
+    return span
 
 
 def roc_curves(roc: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]:
