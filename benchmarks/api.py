@@ -1,8 +1,11 @@
 """The suite from Python, for notebooks: evaluate a learner object on a data set under a protocol.
 
+    from functools import partial
+    import torch
     from benchmarks.api import evaluate
     from methods.lmnn import LMNN
-    metrics = evaluate(LMNN(iterations=100), dataset="digits", protocol="knn", seed=0)
+    metrics = evaluate(LMNN(iterations=100, optimizer=partial(torch.optim.Adam, lr=1e-2)), dataset="digits",
+                       protocol="knn", seed=0)
     metrics["knn_error"]["mean"], metrics["knn_error"]["ci95"]
 
 The data set, protocol and budget are the suite's config groups (``conf/dataset``, ``conf/protocol``,

@@ -103,8 +103,29 @@ def load(run_dir: str | Path, device: torch.device | str = "cpu") -> SavedModel:
                       fit_s=blob["fit_s"], code=blob["code"], sha256=hashlib.sha256(data).hexdigest(), path=path)
 
 
+# A user's data set is identified by a digest of its file (arrays) or its folder listing (image_folder): the key
+# in the dataset config, and the key naming what it digests.
+_DATA_DIGESTS = {"content_sha256": ("path", "_file_digest"), "listing_sha256": ("root", "_listing_digest")}
+
+
+def check_same_data(saved: SavedModel) -> None:
+    """Refuse a saved run whose data file or image folder has changed since it trained (its digest differs)."""
+    import benchmarks
+
+    dataset = saved.config.get("dataset", {})
+    for key, (where, digest) in _DATA_DIGESTS.items():
+        if key in dataset and where in dataset:
+            now = getattr(benchmarks, digest)(dataset[where])
+            if now != dataset[key]:
+                raise CheckpointError(f"the data at {dataset[where]} changed since the saved run ({saved.path.parent}) "
+                                      f"trained on it (digest {dataset[key]}, now {now}): its split and scores would not "
+                                      "be the saved run's. Restore the data, or train on the new data (leave from_run out)")
+
+
 def adopt(cfg: DictConfig, saved: SavedModel) -> DictConfig:
-    """``cfg`` with what decided the saved learner (``ADOPTED``) replaced by the saved run's values."""
+    """``cfg`` with what decided the saved learner (``ADOPTED``) replaced by the saved run's values; refuses
+    a saved run whose data has changed since."""
+    check_same_data(saved)
     for key in ADOPTED:
         if key in saved.config:
             OmegaConf.update(cfg, key, saved.config[key], merge=False, force_add=True)

@@ -46,10 +46,10 @@ def _duplicates(records: list[dict]) -> list[str]:
     clashes = []
     for rec in records:
         key = (rec.get("dataset"), rec.get("protocol"), rec.get("method"), rec.get("seed"))
-        study = rec.get("study")
-        if key in seen and seen[key] != study:
-            clashes.append(f"{' / '.join(map(str, key))} (studies {seen[key]} and {study})")
-        seen.setdefault(key, study)
+        origin = rec.get("_origin", rec.get("study"))  # the results folder and study it was read from
+        if key in seen and seen[key] != origin:
+            clashes.append(f"{' / '.join(map(str, key))} (in {seen[key]} and {origin})")
+        seen.setdefault(key, origin)
     return clashes
 
 
@@ -73,10 +73,15 @@ def build(study: str, results_dir: Path, readme: Path | None = None, members: li
     results folder in ``sources``. Merged studies must not hold the same (dataset, protocol, method, seed) twice:
     a MergeError names the clashes; records of another schema version raise SchemaError, naming them."""
     records, unreadable, attempts = [], [], []
+    missing = [str(f) for f in sources or [] if not Path(f).is_dir()]
+    if missing:
+        raise MergeError(f"--from {', '.join(missing)}: no such results folder; give folders that hold runs/<study>/")
     for folder in [results_dir, *(sources or [])]:
         for member in members or [study]:
             runs = Path(folder) / "runs" / member
             found, bad = load_records(runs)
+            for rec in found:
+                rec["_origin"] = str(runs)
             records += found
             unreadable += bad
             attempts += load_records(runs, FAILED_NAME)[0]
@@ -94,10 +99,11 @@ def build(study: str, results_dir: Path, readme: Path | None = None, members: li
                           "the suite's version that wrote them")
     clashes = _duplicates([r for r in records if r.get("status") == "ok"])
     if clashes:
-        raise MergeError(f"{study}: the merged studies {members} hold the same run more than once, so their numbers "
+        raise MergeError(f"{study}: the merged records ({', '.join(map(str, members or [study]))}; results folders "
+                         f"{', '.join(str(f) for f in [results_dir, *(sources or [])])}) hold the same run more than once, so their numbers "
                          f"would be averaged together: {'; '.join(clashes[:5])}"
                          f"{f' and {len(clashes) - 5} more' if len(clashes) > 5 else ''}. Give the presets "
-                         "different datasets or protocols (or merge fewer studies)")
+                         "different datasets or protocols (or merge fewer studies or folders)")
     where = ", ".join(str(Path(f) / "runs" / m) for f in [results_dir, *(sources or [])] for m in members or [study])
     for path in unreadable:
         print(f"WARNING: cannot read {path} (corrupt or another schema version); that run is left out. "

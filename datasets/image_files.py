@@ -49,7 +49,7 @@ def open_image(path: str | Path, reduce: int = 1):
                                "restore the file, or load the data set again") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(f"{path} is not a readable image ({exc}); the file is corrupt or truncated: "
-                               "replace it with the published copy (extract the archive again)") from exc
+                               "replace it with a good copy (for a published data set, extract its archive again) or remove it") from exc
 
 
 def check_header(path: str | Path) -> None:
@@ -61,7 +61,7 @@ def check_header(path: str | Path) -> None:
             img.verify()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(f"{path} is not a readable image ({exc}); the file is corrupt: replace it with "
-                               "the published copy (extract the archive again)") from exc
+                               "a good copy (for a published data set, extract its archive again) or remove it") from exc
 
 
 def check_decodes(path: str | Path) -> None:

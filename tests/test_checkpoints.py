@@ -141,3 +141,17 @@ def test_exported_embeddings_are_the_learner_s_embeddings_of_its_split(trained, 
     cli = subprocess.run([sys.executable, "-m", "benchmarks.export_embeddings", str(tmp_path / "none")], cwd=ROOT,
                          capture_output=True, text=True)
     assert cli.returncode == 2 and "there is no such folder" in cli.stderr
+
+
+def test_a_saved_run_whose_data_file_changed_is_refused(compose_cfg, tmp_path):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    path = tmp_path / "mine.npz"
+    np.savez(path, x=digits.data, y=digits.target)
+    execute(compose_cfg("dataset=arrays", f"dataset.path={path}", "method=raw", "protocol=fewshot", *FAST))
+    source = _run_dir(compose_cfg, "dataset=arrays", f"dataset.path={path}", "method=raw", "protocol=fewshot")
+    assert execute(compose_cfg(f"from_run={source}", "threads=1"))["status"] == "ok"  # unchanged: fine
+    np.savez(path, x=digits.data[::-1], y=digits.target[::-1])
+    with pytest.raises(checkpoints.CheckpointError, match=r"mine.npz changed since the saved run"):
+        execute(compose_cfg(f"from_run={source}", "protocol=retrieval", "threads=1"))

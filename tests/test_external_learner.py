@@ -71,3 +71,14 @@ def test_a_learner_from_outside_the_package_joins_the_leaderboard(tmp_path):
     assert report.returncode == 0, report.stderr[-2000:]
     board = (results / "mine" / "leaderboard.md").read_text()
     assert "| pca " in board and "| protonet " in board and "| raw (ref.) " in board
+
+    # editing the user's module refits (the fit-cache key holds its source's digest), as editing methods/ does
+    (work / "their_learner.py").write_text(LEARNER.replace('notes={"dim": self.dim}', 'notes={"dim": self.dim, "v": 2}'))
+    again = subprocess.run([sys.executable, "-m", "benchmarks.run", f"hydra.searchpath=[file://{work / 'conf'}]",
+                            "method=pca", "protocol=retrieval", "study=mine2", "budget.iterations=30", "budget.episodes=50",
+                            "threads=1",
+                            "progress=false", f"results_dir={results}", "hydra/job_logging=none",
+                            "hydra/hydra_logging=none"], cwd=work, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    (edited,), _ = load_records(results / "runs" / "mine2")
+    assert edited["fit"]["notes"] == {"dim": 16, "v": 2} and edited["fit_cache"]["loaded"] is False

@@ -92,7 +92,7 @@ def test_merging_studies_that_hold_the_same_run_is_refused(tmp_path):
     shutil.copytree(tmp_path / "runs" / "a", tmp_path / "runs" / "b")
     (copy,) = (tmp_path / "runs" / "b").rglob("record.json")
     write_json_atomic(copy, read_record(copy) | {"study": "b"})
-    with pytest.raises(MergeError, match="digits / knn / raw / 0 \\(studies a and b\\)"):
+    with pytest.raises(MergeError, match=r"digits / knn / raw / 0 \(in \S*runs/a and \S*runs/b\)"):
         build("ab", tmp_path, members=["a", "b"])
     assert build("a_only", tmp_path, members=["a"]) == 0
     cli = subprocess.run([sys.executable, "-m", "benchmarks.report", "ab", "--results", str(tmp_path),
@@ -120,3 +120,15 @@ def test_records_of_several_results_folders_merge_and_other_schemas_are_refused(
     refused = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2
     assert f"{old} (schema version 0)" in refused.stderr and "Re-run those runs with this code" in refused.stderr
+
+
+def test_the_same_run_in_two_results_folders_is_refused_and_a_missing_folder_named(tmp_path):
+    for folder, episodes in (("here", 20), ("elsewhere", 40)):  # the same run, at two budgets
+        done = subprocess.run([sys.executable, "-m", "benchmarks.run", "method=raw", "protocol=knn", "study=s",
+                               f"budget.episodes={episodes}", "progress=false", f"results_dir={tmp_path / folder}",
+                               *QUIET], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+    with pytest.raises(MergeError, match=r"hold the same run more than once.*digits / knn / raw / 0"):
+        build("s", tmp_path / "here", None, None, [tmp_path / "elsewhere"])
+    with pytest.raises(MergeError, match="no such results folder"):
+        build("s", tmp_path / "here", None, None, [tmp_path / "nowhere"])
