@@ -45,7 +45,7 @@ def test_a_leaderboard_runs_its_members_and_merges_them(tmp_path):
     summary = json.loads((results / "tiny_board" / "suite.json").read_text())
     assert [(s["study"], s["runs"]) for s in summary["studies"]] == [("tabular_knn", 4), ("smoke_digits", 2)]
     assert all(s["wall_s"] > 0 for s in summary["studies"]) and summary["wall_s"] >= sum(
-        s["wall_s"] for s in summary["studies"])
+        s["wall_s"] for s in summary["studies"]) - 0.05 * (1 + len(summary["studies"]))  # each rounded to 0.1 s
     # each member keeps its own study folder, and a second run resumes: every record is skipped
     assert len(list((results / "runs" / "tabular_knn").rglob("record.json"))) == 4
     again = _run_suite(path, results)
