@@ -124,6 +124,8 @@ def execute(cfg: DictConfig) -> dict:
         cfg = checkpoints.adopt(cfg, saved)
     run_dir = Path(cfg.run_dir)
     identity = _identity(cfg)
+    if saved is not None:  # a re-trained saved run is another model: its re-evaluation is another run
+        identity["from_run_model_sha256"] = saved.sha256
     run_id = config_hash(identity)
     previous = read_record(run_dir / RECORD_NAME)
     if cfg.skip_existing and previous and previous.get("status") == "ok" and previous.get("run_id") == run_id:

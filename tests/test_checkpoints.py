@@ -53,7 +53,7 @@ def _run_dir(compose_cfg, *overrides) -> str:
 
 @pytest.mark.parametrize("method", ["protonet", "lmnn"])
 def test_a_saved_run_evaluated_again_gives_the_original_metrics_without_training(trained, compose_cfg, method,
-                                                                                 monkeypatch):
+                                                                                 monkeypatch, capsys):
     source = _run_dir(compose_cfg, f"method={method}", "protocol=fewshot")
     learner_class = type(checkpoints.load(source).learner)
 
@@ -66,7 +66,9 @@ def test_a_saved_run_evaluated_again_gives_the_original_metrics_without_training
     assert again["from_run"]["run_id"] == trained[method]["run_id"] and again["from_run"]["same_split"]
     assert again["timings"]["fit_s"] == 0.0 and again["fit"] == trained[method]["fit"]
     # a second call finds its own record and skips
+    capsys.readouterr()
     assert execute(compose_cfg(f"from_run={source}", "protocol=fewshot", "threads=1"))["run_id"] == again["run_id"]
+    assert "[skip]" in capsys.readouterr().out
 
 
 def test_another_protocol_and_another_episode_seed_equal_a_fresh_evaluation_of_the_same_weights(trained, compose_cfg):
