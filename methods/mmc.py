@@ -213,7 +213,11 @@ def diag_terms(x: Tensor, similar: Pairs, dissimilar: Pairs) -> tuple[Tensor, Te
     s = x.new_zeros(x.shape[1])
     for d in similar.chunks(x):
         s += (d * d).sum(0)
-    q = torch.cat([d * d for d in dissimilar.chunks(x)]) if len(dissimilar) else x.new_zeros(0, x.shape[1])
+    q = x.new_empty(len(dissimilar), x.shape[1])  # filled in place: a list of chunks then a cat held Q twice
+    start = 0
+    for d in dissimilar.chunks(x):
+        q[start:start + len(d)] = d * d
+        start += len(d)
     return s, q
 
 
@@ -226,8 +230,14 @@ def diag_derivatives(a: Tensor, s: Tensor, q: Tensor, eps: float = 1e-12) -> tup
     """g(a), its gradient and its Hessian (PSD: -log of a concave function is convex)."""
     u = (q @ a).clamp_min(eps).sqrt()  # ||d_p||_a
     total = u.sum()
-    grad_f = (q * (0.5 / u)[:, None]).sum(0)  # ∇ Σ_D ||d||_a
-    hess_f = -(q * (0.25 / u ** 3)[:, None]).T @ q  # ∇² Σ_D ||d||_a
+    grad_f = q.T @ (0.5 / u)  # ∇ Σ_D ||d||_a
+    # ∇² Σ_D ||d||_a = -Σ_p w_p q_p q_pᵀ, w = 1/(4 u³), summed _CHUNK pairs at a time: the weighted copy of
+    # Q is the size of Q itself (gigabytes on Omniglot's background set), so only a chunk of it is made.
+    w = 0.25 / u ** 3
+    hess_f = q.new_zeros(q.shape[1], q.shape[1])
+    for start in range(0, len(q), _CHUNK):
+        part = q[start:start + _CHUNK]
+        hess_f -= (part * w[start:start + _CHUNK, None]).T @ part
     value = s @ a - torch.log(total)
     grad = s - grad_f / total
     hess = -hess_f / total + torch.outer(grad_f, grad_f) / total ** 2
