@@ -76,6 +76,12 @@ def build(study: str, results_dir: Path, readme: Path | None = None, members: li
     missing = [str(f) for f in sources or [] if not Path(f).is_dir()]
     if missing:
         raise MergeError(f"--from {', '.join(missing)}: no such results folder; give folders that hold runs/<study>/")
+    given: dict[Path, Path] = {}
+    for folder in map(Path, [results_dir, *(sources or [])]):
+        if folder.resolve() in given:
+            raise MergeError(f"--from {folder}: the same results folder as {given[folder.resolve()]} (given twice), "
+                             "so each of its runs would be counted twice; give each results folder once")
+        given[folder.resolve()] = folder
     for folder in [results_dir, *(sources or [])]:
         for member in members or [study]:
             runs = Path(folder) / "runs" / member

@@ -1,6 +1,7 @@
 """Leaderboards (benchmarks.suite): several presets run one after the other and merged into one table;
 every member's grid is checked before anything runs; merged studies may not hold the same run twice."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -132,3 +133,8 @@ def test_the_same_run_in_two_results_folders_is_refused_and_a_missing_folder_nam
         build("s", tmp_path / "here", None, None, [tmp_path / "elsewhere"])
     with pytest.raises(MergeError, match="no such results folder"):
         build("s", tmp_path / "here", None, None, [tmp_path / "nowhere"])
+    # the same folder twice (relatively and absolutely, or --from naming --results' own folder) counts nothing twice
+    relative = Path(os.path.relpath(tmp_path / "here"))
+    for sources in ([tmp_path / "here"], [relative], [tmp_path / "elsewhere", tmp_path / "elsewhere"]):
+        with pytest.raises(MergeError, match=r"the same results folder as .*\(given twice\)"):
+            build("s", tmp_path / "here", None, None, sources)
