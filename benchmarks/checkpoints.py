@@ -88,6 +88,9 @@ def load(run_dir: str | Path, device: torch.device | str = "cpu") -> SavedModel:
     data = path.read_bytes()
     try:
         blob = torch.load(io.BytesIO(data), map_location=device, weights_only=False)
+    except ModuleNotFoundError as exc:  # a learner from the user's own module, not importable from here
+        raise CheckpointError(f"could not read {path}: its learner's module {exc.name!r} cannot be imported here; "
+                              f"put the folder that holds {exc.name} on PYTHONPATH (or run from it)") from None
     except Exception as exc:  # damaged, or pickled by code that no longer exists
         raise CheckpointError(f"could not read {path} ({type(exc).__name__}: {exc}); it is damaged or was written by "
                               "other code: run that run again to write a new one") from None

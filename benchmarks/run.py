@@ -115,6 +115,29 @@ def fit_data(train: LabeledData, cfg: DictConfig, seed: int | None = None) -> La
     return train.with_inputs(augmented(build(cfg.dataset.train_transform), seed=cfg.seed if seed is None else seed))
 
 
+_DATA_FILES = (("path", "content_sha256"), ("root", "listing_sha256"))  # a user's file / folder and its digest
+
+
+def _check_same_data_set(previous: dict | None, identity: dict, run_dir: Path) -> None:
+    """Refuse, before any work, to write over a record of another file that has the same name: a data set read
+    from a file or folder is named after it (mine.npz and mine.csv are both "mine"), so two files of one name
+    would share a run folder and table rows. The same file changed, or moved with the same bytes, is the same
+    data set (its record is replaced as for any changed config)."""
+    if not isinstance(previous, dict):
+        return
+    before = (previous.get("config") or {}).get("dataset") or {}
+    now = identity.get("dataset") or {}
+    for where, digest in _DATA_FILES:
+        if before.get(where) is None or now.get(where) is None or before.get(digest) is None:
+            continue
+        moved_or_same = Path(str(before[where])).resolve() == Path(str(now[where])).resolve()
+        if not moved_or_same and before[digest] != now.get(digest):
+            raise ValueError(
+                f"{run_dir} holds a run of data set {now.get('name')!r} read from {before[where]}, and this run's "
+                f"{now[where]} is another {'file' if where == 'path' else 'folder'} of the same name; give this one "
+                f"its own name (dataset.name=...) so that neither replaces the other's records")
+
+
 def execute(cfg: DictConfig) -> dict:
     """Run one configuration and return its record (also written to ``cfg.run_dir``)."""
     cfg = copy.deepcopy(cfg)  # sizes known only at run time are filled in below; leave the caller's config alone
@@ -128,6 +151,7 @@ def execute(cfg: DictConfig) -> dict:
         identity["from_run_model_sha256"] = saved.sha256
     run_id = config_hash(identity)
     previous = read_record(run_dir / RECORD_NAME)
+    _check_same_data_set(previous, identity, run_dir)
     if cfg.skip_existing and previous and previous.get("status") == "ok" and previous.get("run_id") == run_id:
         print(f"[skip] {run_dir} already holds this run's record")
         return previous

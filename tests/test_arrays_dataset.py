@@ -69,6 +69,28 @@ def test_a_changed_file_is_a_new_data_set(compose_cfg, tmp_path):
     assert before != after and len(before) == 16
 
 
+def test_two_files_of_one_name_do_not_replace_each_others_records(compose_cfg, tmp_path):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    first, other = _digits_npz(tmp_path / "a" / "mine.npz"), tmp_path / "b" / "mine.npz"
+    bunch = load_digits()
+    np.savez(other, x=bunch.data[:-10], y=bunch.target[:-10])  # other data, the same file name
+    common = ["method=raw", "protocol=knn", *FAST]
+    kept = execute(compose_cfg("dataset=arrays", f"dataset.path={first}", *common))
+    record = Path(compose_cfg("dataset=arrays", f"dataset.path={first}", *common).run_dir) / "record.json"
+    written = record.read_bytes()
+    with pytest.raises(ValueError, match=r"read from .*a/mine.npz, and this run's .*b/mine.npz is another file of "
+                                         r"the same name; give this one its own name \(dataset.name=...\)"):
+        execute(compose_cfg("dataset=arrays", f"dataset.path={other}", *common))
+    assert record.read_bytes() == written and not (record.parent / "record.previous.json").exists()
+    renamed = execute(compose_cfg("dataset=arrays", f"dataset.path={other}", "dataset.name=mine_b", *common))
+    assert renamed["status"] == "ok" and renamed["dataset"] == "mine_b"
+    assert renamed["split"]["n_test"] != kept["split"]["n_test"]
+    # the same file changed in place is still the same data set: its new run replaces the old record
+    np.savez(first, x=bunch.data[:-20], y=bunch.target[:-20])
+    changed = execute(compose_cfg("dataset=arrays", f"dataset.path={first}", *common))
+    assert changed["status"] == "ok" and (record.parent / "record.previous.json").exists()
+
+
 def _bad_files(tmp: Path):
     """(file, overrides, what the error must say): each bad file a user could give."""
     x, y = np.random.default_rng(0).random((40, 4)), np.repeat(np.arange(4), 10)

@@ -1,6 +1,7 @@
 """A learner written outside the package (its own module and yaml, in a folder of the user's) runs through
 ``python -m benchmarks.run``, lands in the same records and leaderboard as the built-in ones, and is judged on
 the very same episodes."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.records import load_records
+
+ROOT = Path(__file__).resolve().parents[1]
 
 LEARNER = '''
 """Whitened PCA of the training inputs: a metric learned without labels."""
@@ -82,3 +85,27 @@ def test_a_learner_from_outside_the_package_joins_the_leaderboard(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     (edited,), _ = load_records(results / "runs" / "mine2")
     assert edited["fit"]["notes"] == {"dim": 16, "v": 2} and edited["fit_cache"]["loaded"] is False
+
+    # without a yaml of its own (the README's form: raw's yaml, renamed, not a reference row)
+    bare = subprocess.run([sys.executable, "-m", "benchmarks.run", "method=raw", "method.name=pca8",
+                           "method.reference=false",
+                           "method.learner._target_=their_learner.PCALearner", "+method.learner.dim=8",
+                           "protocol=fewshot", "study=mine", "budget.iterations=30", "budget.episodes=50", "threads=1",
+                           "progress=false", f"results_dir={results}", "hydra/job_logging=none",
+                           "hydra/hydra_logging=none"], cwd=work, capture_output=True, text=True, timeout=600)
+    assert bare.returncode == 0, bare.stderr[-3000:]
+    (pca8,) = [r for r in load_records(results / "runs" / "mine")[0] if r["method"] == "pca8"]
+    assert pca8["reference_row"] is False and pca8["fit"]["notes"] == {"dim": 8, "v": 2}
+    report = subprocess.run([sys.executable, "-m", "benchmarks.report", "mine", "--results", str(results)],
+                            cwd=work, capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0 and "| pca8 " in (results / "mine" / "leaderboard.md").read_text()
+
+    # re-evaluating its saved model where the user's module cannot be imported names the fix
+    elsewhere = subprocess.run([sys.executable, "-m", "benchmarks.run", f"from_run={pca8['_dir']}",
+                                "protocol=retrieval", "progress=false", f"results_dir={tmp_path / 'other'}",
+                                "hydra/job_logging=none", "hydra/hydra_logging=none"],
+                               cwd=ROOT, capture_output=True, text=True, timeout=600,
+                               env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert elsewhere.returncode != 0
+    assert "module 'their_learner' cannot be imported here; put the folder that holds their_learner on PYTHONPATH" \
+        in elsewhere.stderr
