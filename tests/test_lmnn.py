@@ -1,5 +1,7 @@
 """LMNN: the objectives equal brute-force loops over (i, j, l) and autograd; the impostor search, the starting
 scale, L-BFGS; target neighbours; it learns, converges and says so; frozen features."""
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -89,6 +91,15 @@ def test_too_few_samples_per_class_is_a_clear_error():
     data = blobs(n_classes=3, per_class=3, dim=2)
     with pytest.raises(ValueError, match="Lower method.learner.k"):
         LMNN(optimizer=_optimizer, iterations=1, k=3).check(data)
+
+
+def test_raw_image_inputs_warn_before_fitting_and_narrow_ones_do_not():
+    wide = blobs(n_classes=3, per_class=5, dim=3 * 32 * 32)  # a 32 x 32 colour image, flattened
+    with pytest.warns(RuntimeWarning, match="LMNN on 3,072 raw input features .* method=lmnn_backbone"):
+        LMNN(optimizer=_optimizer, iterations=1, k=3).check(wide)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 64 features (digits): no warning
+        LMNN(optimizer=_optimizer, iterations=1, k=3).check(blobs(n_classes=3, per_class=5, dim=64))
 
 
 def test_sampled_impostor_pool_still_learns():
