@@ -145,7 +145,7 @@ def _format(value) -> str:
 
 
 def chosen_markdown(plan: dict, chosen: dict) -> str:
-    lines = [f"Chosen on the validation classes ({plan['objective']}, {plan['direction']}, "
+    lines = [f"Chosen on the validation split of the training side ({plan['objective']}, {plan['direction']}, "
              f"{plan['n_trials']} Optuna trials per learner, sampler seed {plan['sampler_seed']}, "
              f"tuning seed {plan['tune_seed']}):", "",
              f"| method | validation {plan['objective']} | chosen values |", "| --- | ---: | --- |"]
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     tuned = [m for m, s in spaces.items() if s]
-    print(f"{plan['study']}: tune {len(tuned)} learners x {plan['n_trials']} trials on the validation classes "
+    print(f"{plan['study']}: tune {len(tuned)} learners x {plan['n_trials']} trials on the validation split "
           f"({plan['objective']}, {plan['direction']}), then test {len(spaces)} learners x seeds {plan['test_seeds']}; "
           f"nothing to tune: {[m for m, s in spaces.items() if not s]}", flush=True)
     if args.dry_run:

@@ -113,7 +113,7 @@ def test_the_shipped_plan_is_valid():
     done = subprocess.run([sys.executable, "-m", "benchmarks.tune", "tune_digits_knn", "--dry-run"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "tune 8 learners x 12 trials on the validation classes (knn_error, minimize)" in done.stdout
+    assert "tune 8 learners x 12 trials on the validation split (knn_error, minimize)" in done.stdout
 
 
 def test_a_failing_trial_fails_alone_and_the_search_goes_on(tmp_path):
