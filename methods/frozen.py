@@ -14,6 +14,9 @@ from datasets.image_files import without_augmentation
 from methods.base import EmbeddingLearner, embed_all, euclidean
 
 
+WIDE_RAW_INPUT = 1024  # a linear metric on more raw input features than this warns before it fits (d x d)
+
+
 def frozen_features(features: nn.Module | None) -> nn.Module:
     """``features`` with its parameters frozen, or a plain ``Flatten`` (the raw inputs) when it is None."""
     module = features if features is not None else nn.Flatten()

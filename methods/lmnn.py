@@ -61,10 +61,8 @@ from torch import Tensor, nn
 
 from datasets.labeled import LabeledData
 from methods.base import FitReport, RunContext
-from methods.frozen import LinearMetricOnFeatures
+from methods.frozen import WIDE_RAW_INPUT, LinearMetricOnFeatures
 from methods.training import NonFiniteLossError, optimise
-
-_WIDE_INPUT = 1024  # LMNN on more raw features than this warns before it starts (a d x d matrix to learn)
 
 SEARCH_BLOCK = 256  # rows per matmul block of the impostor search (cache-sized)
 SEARCH_EVERY_COST = 2.0  # search once the evaluations since the last search cost this many searches
@@ -320,7 +318,7 @@ class LMNN(LinearMetricOnFeatures):
                 f"classes {small[:5]} have fewer. Lower method.learner.k."
             )
         d = math.prod(train.x.shape[1:])
-        if isinstance(self.features, nn.Flatten) and d > _WIDE_INPUT:
+        if isinstance(self.features, nn.Flatten) and d > WIDE_RAW_INPUT:
             warnings.warn(f"LMNN on {d:,} raw input features learns a {d:,}x{d:,} matrix (its L-BFGS steps take "
                           "minutes each on a CPU for image inputs); use method=lmnn_backbone (LMNN on a frozen "
                           "backbone's features), or smaller images (dataset.source.transform.resize, crop, grey=true)",

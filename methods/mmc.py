@@ -49,12 +49,11 @@ from torch import Tensor, nn
 
 from datasets.labeled import LabeledData
 from methods.base import FitReport, RunContext
-from methods.frozen import LinearMetricOnFeatures
+from methods.frozen import WIDE_RAW_INPUT, LinearMetricOnFeatures
 
 _CHUNK = 65_536  # pairs held at once when summing over pairs
 _HOLD_LIMIT = 16_000_000  # full MMC keeps the dissimilar differences (pairs x features) when at most this many
 _ENUMERATE_LIMIT = 20_000_000  # above this many pairs, sample pairs without listing them all
-_WIDE_INPUT = 1024  # full MMC on more raw features than this warns before it starts (eigh of d x d per round)
 
 
 # ----------------------------------------------------------------------------------------------- pairs
@@ -298,7 +297,7 @@ class MMC(LinearMetricOnFeatures):
             raise ValueError(f"MMC with all pairs (n_pairs: null) on {n} samples would list "
                              f"{n * (n - 1) // 2:,} pairs; set method.learner.n_pairs")
         d = math.prod(train.x.shape[1:])
-        if not self.diagonal and isinstance(self.features, nn.Flatten) and d > _WIDE_INPUT:
+        if not self.diagonal and isinstance(self.features, nn.Flatten) and d > WIDE_RAW_INPUT:
             warnings.warn(f"full MMC on {d:,} raw input features eigendecomposes a {d:,}x{d:,} matrix about 30 "
                           "times per step (hours on a CPU for image inputs); use method=mmc_backbone (MMC on a "
                           "frozen backbone's features) or mmc_diag instead", RuntimeWarning, stacklevel=2)
