@@ -1,0 +1,96 @@
+"""Speed of the runs of some studies, from their records: what a GPU (or CPU) session reports beside its tables.
+
+    python -m benchmarks.throughput ci_fashion_mnist ci_omniglot            # Markdown table on stdout
+    python -m benchmarks.throughput ci_fashion_mnist --results DIR --out throughput.md
+
+One row per (study, method, precision) over the study's ok records: the device the runs named, how many runs,
+their summed run time, the median training steps per second (``throughput.fit_steps_per_s``; learners that
+train no net, or load a cached fit, have none) and the median evaluation images per second (test samples
+embedded and scored per second of the protocol's evaluation, ``throughput.eval_test_samples_per_s``). Then
+one line per study: its runs, summed run time and span (first start to last finish: its wall time, if it ran
+in one go). Figures are read from the records, never typed in.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from benchmarks.records import load_records
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def study_rows(records: list[dict], study: str) -> list[dict]:
+    """Per (method, precision): device, runs, summed run time, median fit steps/s and eval images/s."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for rec in records:
+        precision = str((rec.get("config") or {}).get("precision", "fp32"))
+        groups.setdefault((rec["method"], precision), []).append(rec)
+    rows = []
+    for (method, precision), recs in sorted(groups.items()):
+        fitted = [r for r in recs if not (r.get("fit_cache") or {}).get("loaded")]
+        rows.append({
+            "study": study, "method": method, "precision": precision,
+            "device": ", ".join(sorted({str(r.get("device")) for r in recs})),
+            "runs": len(recs),
+            "run_s": round(sum(r["timings"]["total_s"] for r in recs), 1),
+            "fit_steps_per_s": _median([r["throughput"]["fit_steps_per_s"] for r in fitted
+                                        if "fit_steps_per_s" in (r.get("throughput") or {})]),
+            "eval_images_per_s": _median([r["throughput"]["eval_test_samples_per_s"] for r in recs
+                                          if "eval_test_samples_per_s" in (r.get("throughput") or {})]),
+        })
+    return rows
+
+
+def span_s(records: list[dict]) -> float:
+    starts = [datetime.fromisoformat(r["started"]) for r in records]
+    ends = [datetime.fromisoformat(r["finished"]) for r in records]
+    return (max(ends) - min(starts)).total_seconds()
+
+
+def build(studies: list[str], results: Path) -> str:
+    tables, totals = [], []
+    for study in studies:
+        root = results / "runs" / study
+        if not root.is_dir():
+            raise FileNotFoundError(f"no records of study {study} under {root}; run it first "
+                                    f"(python -m benchmarks.run -m experiment={study}) or give --results")
+        records = [r for r in load_records(root)[0] if r.get("status") == "ok"]
+        if not records:
+            raise FileNotFoundError(f"study {study} has no ok records under {root}")
+        tables += study_rows(records, study)
+        totals.append(f"- {study}: {len(records)} runs, {sum(r['timings']['total_s'] for r in records):.0f} s of "
+                      f"run time, span {span_s(records):.0f} s")
+    frame = pd.DataFrame(tables)
+    for column in ("fit_steps_per_s", "eval_images_per_s"):
+        frame[column] = frame[column].map(lambda v: "—" if v is None or pd.isna(v) else f"{v:,.4g}")
+    return frame.to_markdown(index=False) + "\n\n" + "\n".join(totals) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("studies", nargs="+", help="studies whose records to read (results/runs/<study>/)")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="the results folder")
+    parser.add_argument("--out", type=Path, default=None, help="also write the table to this file")
+    args = parser.parse_args(argv)
+    try:
+        text = build(args.studies, args.results)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(text)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""benchmarks.throughput: the speed table a GPU or CPU session reports, computed from records."""
+from pathlib import Path
+
+import pytest
+
+from benchmarks import throughput
+from benchmarks.records import SCHEMA_VERSION, write_json_atomic
+
+
+def _record(root: Path, method: str, seed: int, fit_s: float, steps: int | None, eval_s: float, n_test: int,
+            loaded: bool = False, precision: str | None = None, start: str = "00:00:00", end: str = "00:00:10"):
+    tp = {"eval_test_samples_per_s": n_test / eval_s}
+    if steps is not None:
+        tp["fit_steps_per_s"] = steps / fit_s
+    config = {"method": {"name": method}} | ({"precision": precision} if precision else {})
+    write_json_atomic(root / method / f"seed{seed}{precision or ''}" / "record.json", {
+        "schema_version": SCHEMA_VERSION, "status": "ok", "method": method, "seed": seed, "config": config,
+        "device": "cuda:Test GPU", "timings": {"fit_s": fit_s, "eval_s": eval_s, "total_s": fit_s + eval_s},
+        "throughput": tp, "fit_cache": {"loaded": loaded},
+        "started": f"2026-12-06T{start}+00:00", "finished": f"2026-12-06T{end}+00:00"})
+
+
+def test_medians_per_method_and_precision_and_the_study_span(tmp_path):
+    runs = tmp_path / "runs" / "gpu"
+    _record(runs, "protonet", 0, fit_s=10.0, steps=300, eval_s=2.0, n_test=1000)   # 30 steps/s, 500 img/s
+    _record(runs, "protonet", 1, fit_s=5.0, steps=300, eval_s=1.0, n_test=1000)    # 60 steps/s, 1000 img/s
+    _record(runs, "protonet", 2, fit_s=6.0, steps=300, eval_s=4.0, n_test=1000)    # 50 steps/s, 250 img/s
+    _record(runs, "protonet", 3, fit_s=0.001, steps=300, eval_s=1.0, n_test=1000, loaded=True)  # cached fit
+    _record(runs, "protonet", 0, fit_s=3.0, steps=300, eval_s=1.0, n_test=1000, precision="bf16",
+            start="00:00:05", end="00:01:40")
+    _record(runs, "raw", 0, fit_s=0.0, steps=None, eval_s=0.5, n_test=1000)
+    rows = {(r["method"], r["precision"]): r for r in throughput.study_rows(
+        [r for r in throughput.load_records(runs)[0]], "gpu")}
+    fp32 = rows[("protonet", "fp32")]
+    assert fp32["runs"] == 4 and fp32["fit_steps_per_s"] == pytest.approx(50.0)  # the cached fit is left out
+    assert fp32["eval_images_per_s"] == pytest.approx((500 + 1000) / 2)  # median of 250, 500, 1000, 1000
+    assert fp32["run_s"] == pytest.approx(12.0 + 6.0 + 10.0 + 1.001, abs=0.1)
+    assert rows[("protonet", "bf16")]["fit_steps_per_s"] == pytest.approx(100.0)
+    assert rows[("raw", "fp32")]["fit_steps_per_s"] is None and rows[("raw", "fp32")]["device"] == "cuda:Test GPU"
+    text = throughput.build(["gpu"], tmp_path)
+    raw_row = next(line for line in text.splitlines() if line.startswith("| gpu") and "| raw " in line)
+    assert "—" in raw_row  # no training steps to count
+    assert "- gpu: 6 runs" in text and "span 100 s" in text
+
+
+def test_a_study_without_records_is_named(tmp_path, capsys):
+    assert throughput.main(["nothing_here", "--results", str(tmp_path)]) == 2
+    assert "no records of study nothing_here" in capsys.readouterr().err
