@@ -1,6 +1,6 @@
 """Run a leaderboard: several study presets one after the other, then one merged table.
 
-    python -m benchmarks.suite leaderboard_smoke             # what CI runs first (every learner on digits, every protocol)
+    python -m benchmarks.suite leaderboard_smoke             # what CI runs first (each protocol's learners on digits)
     python -m benchmarks.suite leaderboard_cpu               # every learner, every offline data set, 3 seeds
     python -m benchmarks.suite leaderboard_gpu device=cuda   # the full-size studies, on a GPU
     python -m benchmarks.suite leaderboard_cpu --dry-run     # check every preset and grid, run nothing

@@ -3,24 +3,26 @@
     python -m benchmarks.throughput ci_fashion_mnist ci_omniglot            # Markdown table on stdout
     python -m benchmarks.throughput ci_fashion_mnist --results DIR --out throughput.md
 
-One row per (study, method, precision) over the study's ok records: the device the runs named, how many runs,
-their summed run time, the median training steps per second (``throughput.fit_steps_per_s``; learners that
-train no net, or load a cached fit, have none) and the median evaluation images per second (test samples
-embedded and scored per second of the protocol's evaluation, ``throughput.eval_test_samples_per_s``). Then
-one line per study: its runs, summed run time and span (first start to last finish: its wall time, if it ran
-in one go). Figures are read from the records, never typed in.
+One row per (study, dataset, protocol, method, precision) over the study's ok records: the device the runs
+named, how many runs, their summed run time, the median training steps per second
+(``throughput.fit_steps_per_s``; learners that train nothing have none, and a run that loaded a cached fit
+repeats that fit's own rate, so it is left out rather than counted twice) and the median evaluation images
+per second (test samples embedded and scored per second of the protocol's evaluation,
+``throughput.eval_test_samples_per_s``). Then one line per study: its runs, summed run time and span (first
+start to last finish: its wall time, if it ran in one go). A study with no ok record is named and left out;
+unreadable records are named. Figures are read from the records, never typed in.
 """
 from __future__ import annotations
 
 import argparse
 import statistics
 import sys
-from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
 from benchmarks.records import load_records
+from benchmarks.suite import study_times
 
 
 def _median(values: list[float]) -> float | None:
@@ -28,16 +30,17 @@ def _median(values: list[float]) -> float | None:
 
 
 def study_rows(records: list[dict], study: str) -> list[dict]:
-    """Per (method, precision): device, runs, summed run time, median fit steps/s and eval images/s."""
-    groups: dict[tuple[str, str], list[dict]] = {}
+    """Per (dataset, protocol, method, precision): device, runs, summed run time, median fit steps/s and
+    eval images/s."""
+    groups: dict[tuple[str, str, str, str], list[dict]] = {}
     for rec in records:
         precision = str((rec.get("config") or {}).get("precision", "fp32"))
-        groups.setdefault((rec["method"], precision), []).append(rec)
+        groups.setdefault((rec["dataset"], rec["protocol"], rec["method"], precision), []).append(rec)
     rows = []
-    for (method, precision), recs in sorted(groups.items()):
+    for (dataset, protocol, method, precision), recs in sorted(groups.items()):
         fitted = [r for r in recs if not (r.get("fit_cache") or {}).get("loaded")]
         rows.append({
-            "study": study, "method": method, "precision": precision,
+            "study": study, "dataset": dataset, "protocol": protocol, "method": method, "precision": precision,
             "device": ", ".join(sorted({str(r.get("device")) for r in recs})),
             "runs": len(recs),
             "run_s": round(sum(r["timings"]["total_s"] for r in recs), 1),
@@ -49,12 +52,6 @@ def study_rows(records: list[dict], study: str) -> list[dict]:
     return rows
 
 
-def span_s(records: list[dict]) -> float:
-    starts = [datetime.fromisoformat(r["started"]) for r in records]
-    ends = [datetime.fromisoformat(r["finished"]) for r in records]
-    return (max(ends) - min(starts)).total_seconds()
-
-
 def build(studies: list[str], results: Path) -> str:
     tables, totals = [], []
     for study in studies:
@@ -62,12 +59,19 @@ def build(studies: list[str], results: Path) -> str:
         if not root.is_dir():
             raise FileNotFoundError(f"no records of study {study} under {root}; run it first "
                                     f"(python -m benchmarks.run -m experiment={study}) or give --results")
-        records = [r for r in load_records(root)[0] if r.get("status") == "ok"]
+        found, unreadable = load_records(root)
+        for path in unreadable:
+            print(f"WARNING: cannot read {path} (corrupt or another schema version); left out", file=sys.stderr)
+        records = [r for r in found if r.get("status") == "ok"]
         if not records:
-            raise FileNotFoundError(f"study {study} has no ok records under {root}")
+            print(f"WARNING: study {study} has no ok records under {root}; left out", file=sys.stderr)
+            continue
         tables += study_rows(records, study)
-        totals.append(f"- {study}: {len(records)} runs, {sum(r['timings']['total_s'] for r in records):.0f} s of "
-                      f"run time, span {span_s(records):.0f} s")
+        times = study_times(results, study)
+        totals.append(f"- {study}: {times['ok_runs']} runs, {times['compute_s']:.0f} s of run time, "
+                      f"span {times['span_s']:.0f} s")
+    if not tables:
+        raise FileNotFoundError(f"no ok records in any of {', '.join(studies)} under {results / 'runs'}")
     frame = pd.DataFrame(tables)
     for column in ("fit_steps_per_s", "eval_images_per_s"):
         frame[column] = frame[column].map(lambda v: "—" if v is None or pd.isna(v) else f"{v:,.4g}")
