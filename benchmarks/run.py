@@ -204,7 +204,9 @@ def execute(cfg: DictConfig) -> dict:
         t_eval = time.perf_counter()
         result = protocol.evaluate(learner, split, ctx, data_seed=cfg.get("episode_seed", cfg.data_seed))
         record["timings"]["eval_s"] = time.perf_counter() - t_eval
-        record.setdefault("throughput", {})["eval_test_samples_per_s"] = len(split.test) / record["timings"]["eval_s"]
+        rates = record.setdefault("throughput", {})
+        if len(split.test):  # a protocol that scores data of its own (omniglot_oneshot's official runs) has no rate here
+            rates["eval_test_samples_per_s"] = len(split.test) / record["timings"]["eval_s"]
 
         record["metrics"] = {name: m.to_dict() for name, m in result.metrics.items()}
         for name, frame in result.curves.items():

@@ -8,7 +8,8 @@ named, how many runs, their summed run time, the median training steps per secon
 (``throughput.fit_steps_per_s``; learners that train nothing have none, and a run that loaded a cached fit
 repeats that fit's own rate, so it is left out rather than counted twice) and the median evaluation images
 per second (test samples embedded and scored per second of the protocol's evaluation,
-``throughput.eval_test_samples_per_s``). Then one line per study: its runs, summed run time and span (first
+``throughput.eval_test_samples_per_s``; "—" for a protocol that scores data outside the split, such as
+``omniglot_oneshot``'s official runs). Then one line per study: its runs, summed run time and span (first
 start to last finish: its wall time, if it ran in one go). A study with no ok record is named and left out;
 unreadable records are named. Figures are read from the records, never typed in.
 """
@@ -46,8 +47,10 @@ def study_rows(records: list[dict], study: str) -> list[dict]:
             "run_s": round(sum(r["timings"]["total_s"] for r in recs), 1),
             "fit_steps_per_s": _median([r["throughput"]["fit_steps_per_s"] for r in fitted
                                         if "fit_steps_per_s" in (r.get("throughput") or {})]),
+            # records written before run.py left the rate out for protocols that score data outside the split
+            # (omniglot_oneshot) hold 0 there: not a measured rate, so it is left out like a missing one
             "eval_images_per_s": _median([r["throughput"]["eval_test_samples_per_s"] for r in recs
-                                          if "eval_test_samples_per_s" in (r.get("throughput") or {})]),
+                                          if (r.get("throughput") or {}).get("eval_test_samples_per_s", 0) > 0]),
         })
     return rows
 

@@ -7,10 +7,10 @@ from benchmarks import throughput
 from benchmarks.records import SCHEMA_VERSION, write_json_atomic
 
 
-def _record(root: Path, method: str, seed: int, fit_s: float, steps: int | None, eval_s: float, n_test: int,
+def _record(root: Path, method: str, seed: int, fit_s: float, steps: int | None, eval_s: float, n_test: int | None,
             loaded: bool = False, precision: str | None = None, start: str = "00:00:00", end: str = "00:00:10",
             protocol: str = "fewshot", status: str = "ok"):
-    tp = {"eval_test_samples_per_s": n_test / eval_s}
+    tp = {"eval_test_samples_per_s": n_test / eval_s} if n_test is not None else {}
     if steps is not None:
         tp["fit_steps_per_s"] = steps / fit_s
     config = {"method": {"name": method}} | ({"precision": precision} if precision else {})
@@ -47,6 +47,18 @@ def test_medians_per_method_and_precision_and_the_study_span(tmp_path):
     knn_row = next(line for line in text.splitlines() if "| knn " in line)
     cells = [c.strip() for c in knn_row.split("|")]
     assert cells[-3:-1] == ["300", "10"]  # its own rates (steps/s, images/s), not pooled with the few-shot runs
+
+
+def test_a_protocol_that_scores_data_outside_the_split_shows_no_image_rate(tmp_path):
+    runs = tmp_path / "runs" / "omni"
+    _record(runs, "protonet", 0, fit_s=1.0, steps=300, eval_s=2.0, n_test=None, protocol="omniglot_oneshot")
+    _record(runs, "protonet", 1, fit_s=1.0, steps=300, eval_s=2.0, n_test=0, protocol="omniglot_oneshot")  # older record: 0
+    _record(runs, "protonet", 0, fit_s=1.0, steps=300, eval_s=2.0, n_test=100, protocol="fewshot")
+    rows = {r["protocol"]: r for r in throughput.study_rows(throughput.load_records(runs)[0], "omni")}
+    assert rows["omniglot_oneshot"]["eval_images_per_s"] is None and rows["omniglot_oneshot"]["runs"] == 2
+    assert rows["fewshot"]["eval_images_per_s"] == pytest.approx(50.0)
+    oneshot = next(line for line in throughput.build(["omni"], tmp_path).splitlines() if "| omniglot_oneshot " in line)
+    assert [c.strip() for c in oneshot.split("|")][-2] == "—"
 
 
 def test_a_study_without_records_is_named(tmp_path, capsys):
