@@ -295,6 +295,7 @@ def test_oneshot_through_the_runner(omni_root, compose_cfg):
     assert record["status"] == "ok" and record["metrics"]["oneshot_error"]["mean"] == 0.0
     assert record["config"]["protocol"]["evaluator"]["published"]["people"] == 0.045
     assert record["split"]["n_train"] == 33 and record["split"]["n_test"] == 0
+    assert "eval_test_samples_per_s" not in record["throughput"]  # no test side: no images/s to claim
     runs = pd.read_csv(Path(cfg.run_dir) / record["curves"]["oneshot_runs"])
     assert len(runs) == 2
     assert set(record["artifacts"]) == {"oneshot_answers"}
