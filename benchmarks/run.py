@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -33,6 +34,7 @@ from benchmarks.records import (RECORD_NAME, REPLICATE, SCHEMA_VERSION, UNIT, UN
 from datasets.labeled import LabeledData, Standardizer
 from datasets.splits import ClassDisjointSplit, PublishedSplit, Split, SplitError, validation_split
 from methods.base import RunContext
+from methods.training import NonFiniteLossError
 
 # Keys that change how a run is shown or where it is written, not what it computes.
 _NOT_HASHED = ("progress", "skip_existing", "results_dir", "run_dir", "study", "fit_cache", "fit_cache_dir",
@@ -167,6 +169,7 @@ def execute(cfg: DictConfig) -> dict:
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     t_start = time.perf_counter()
+    phase = "checks"  # until training starts, a failure is about the input: the config, the data, the split
     try:
         device = pick_device(cfg.device)
         record["device"] = describe_device(device)
@@ -190,6 +193,7 @@ def execute(cfg: DictConfig) -> dict:
             protocol = dataclasses.replace(protocol, judge=judge)
         ctx = RunContext(device=device, seed=cfg.seed, progress=cfg.progress, precision=cfg.precision)
 
+        phase = "fit"
         if saved is None:
             learner = fit_or_load(cfg, learner, split, train, ctx, record)
             _fit_throughput(record)
@@ -201,6 +205,7 @@ def execute(cfg: DictConfig) -> dict:
             record["from_run"] = {"dir": str(saved.path.parent), "run_id": saved.run_id, "model_sha256": saved.sha256,
                                   "trained_s": saved.fit_s, "same_split": same_split}
 
+        phase = "evaluate"
         t_eval = time.perf_counter()
         result = protocol.evaluate(learner, split, ctx, data_seed=cfg.get("episode_seed", cfg.data_seed))
         record["timings"]["eval_s"] = time.perf_counter() - t_eval
@@ -222,13 +227,16 @@ def execute(cfg: DictConfig) -> dict:
         record["status"] = "ok"
     except BaseException as exc:  # an interrupted run (Ctrl-C) is recorded as failed too
         record["status"] = "failed"
-        record["error"] = {"type": type(exc).__name__, "message": str(exc),
+        record["error"] = {"type": type(exc).__name__, "message": str(exc), "phase": phase,
                            "traceback": traceback.format_exc(limit=8)}
+        exc.simbench_phase = phase  # read by main(): a bad input is reported without Hydra's traceback
         raise
     finally:
         record["timings"]["total_s"] = time.perf_counter() - t_start
         record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         where = store_record(run_dir, record, previous)
+        if (failure := sys.exception()) is not None:
+            failure.simbench_record = where  # main() points at it
         print(summary_line(record) + ("" if where.name == RECORD_NAME else
                                       f"\n  (kept the earlier ok record; this attempt is in {where})"))
     return record
@@ -348,6 +356,26 @@ def _optuna_direction() -> str | None:
     return str(sweeper.get("direction", "minimize")).lower()
 
 
+def _single_run() -> bool:
+    """True in a plain ``python -m benchmarks.run ...`` (not ``-m``): a sweep keeps Hydra's own handling of a
+    failed job, so that the launcher and sweeper see it."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        return HydraConfig.get().mode == RunMode.RUN
+    except ValueError:
+        return False
+
+
+def _said_enough(exc: BaseException) -> bool:
+    """Whether the one-line ``[failed]`` summary is the whole story: a failure in the checks before training
+    (an episode larger than the split, a missing data file, a bad option: each message names the fix), or a
+    non-finite loss (the message names the step and what to lower). A failure inside fitting or evaluation
+    otherwise is likely a bug, and keeps Hydra's traceback."""
+    return getattr(exc, "simbench_phase", None) == "checks" or isinstance(exc, NonFiniteLossError)
+
+
 def _refuse_adopted_overrides() -> None:
     """With ``from_run``, the learner and what it was trained on come from the saved run: a command line that
     also sets them (``method=``, ``dataset.path=``, a preset sweeping methods) would be silently ignored."""
@@ -378,6 +406,9 @@ def main(cfg: DictConfig) -> float | None:
     except Exception as exc:  # noqa: BLE001 - the record says failed; an Optuna trial then fails alone
         direction = _optuna_direction()
         if objective is None or direction is None:
+            if _single_run() and _said_enough(exc):
+                print(f"  (its traceback is in {getattr(exc, 'simbench_record', cfg.run_dir)}, under error.traceback)")
+                raise SystemExit(1) from None  # the [failed] line above names the problem and the fix
             raise
         # Optuna's sweeper cannot mark a trial failed from its value, so it gets the worst value there is
         worst = float("-inf") if "max" in direction else float("inf")

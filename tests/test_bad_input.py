@@ -30,6 +30,32 @@ def test_unknown_method_on_the_command_line(tmp_path):
     assert "Could not find 'method/svm'" in done.stderr and "protonet" in done.stderr
 
 
+def _cli(*overrides):
+    return subprocess.run([sys.executable, "-m", "benchmarks.run", *overrides], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_a_bad_input_on_the_command_line_is_one_clear_line_not_a_traceback(tmp_path):
+    done = _cli("dataset=digits", "method=protonet", "protocol=fewshot", "protocol.evaluator.n_way=50",
+                f"run_dir={tmp_path}")
+    assert done.returncode == 1
+    assert "[failed] digits / protonet / fewshot / seed 0: EpisodeError: 50-way episodes need 50 classes" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr and "Error executing job" not in done.stderr
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record["error"]["phase"] == "checks" and "check_episode_shape" in record["error"]["traceback"]
+    assert f"its traceback is in {tmp_path / 'record.json'}" in done.stdout
+
+
+def test_a_failure_inside_training_keeps_the_traceback(tmp_path):
+    """An error raised inside fitting (here torch's optimizer refusing a negative rate) may be a bug: Hydra's
+    report with the traceback stays, so that one sees where it came from."""
+    done = _cli("dataset=digits", "method=protonet", "protocol=fewshot", "method.learner.optimizer.lr=-1",
+                "budget.iterations=2", "budget.episodes=5", f"run_dir={tmp_path}")
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr
+    assert json.loads((tmp_path / "record.json").read_text())["error"]["phase"] == "fit"
+
+
 def _failed(cfg, exc_type, match):
     with pytest.raises(exc_type, match=match):
         execute(cfg)
@@ -120,3 +146,10 @@ def test_learner_without_adapt_is_refused_by_fewshot(compose_cfg, protocol):
     with pytest.raises(UnsupportedProtocolError, match="cannot serve the fewshot protocol: it has no adapt"):
         evaluator.check_learner(_EmbedOnly())
     instantiate(compose_cfg("protocol=retrieval").protocol.evaluator).check_learner(_EmbedOnly())
+
+
+def test_a_non_finite_loss_is_reported_in_one_line_too():
+    from benchmarks.run import _said_enough
+
+    assert _said_enough(NonFiniteLossError("loss became nan at step 3; lower the learning rate"))
+    assert not _said_enough(RuntimeError("shape mismatch"))  # raised inside fit or evaluate: a traceback
