@@ -1,14 +1,15 @@
 """Paper-style figures drawn from leaderboard tables only (never from records).
 
-- few-shot accuracy: grouped bars (one group per method, one bar per shot), 95% CI error bars, chance level;
-- every other protocol: small multiples, one panel per metric with its own axis, a dot per method with its
-  95% CI (so a 0.97-vs-0.99 difference in P@1 is not flattened by NMI on the same axis);
-- verification: ROC curves per method on a log false-accept axis;
+- every protocol's table (few-shot accuracy included): small multiples, one panel per metric, a dot per
+  method with its 95% CI, every panel's axis of the same width (so a 0.97-vs-0.99 difference in P@1 is not
+  flattened by NMI on the same axis, nor blown up beside a wide panel); chance marked on accuracy panels;
+- verification: ROC curves per method on a log false-accept axis, the legend beside the axes, best first;
 - set retrieval: mAP against the defining sets' outlier fraction, a line per method, 95% CI bands, one
   panel for one-class and one for polysemous concepts;
 - a sweep over a size: methods named ``<family>_k<N>`` (e.g. divide and conquer with N learners) also get,
   per protocol, one panel per metric with the metric against N, a line per family and a 95% CI band.
-Reference rows are marked "(ref.)"; a hollow marker or dashed line means a reference row.
+Reference rows are marked "(ref.)"; a hollow marker or dashed line means a reference row. One style for
+all of them (and for ``generation_figures``): ``STYLE`` below, set when this module is imported.
 """
 from __future__ import annotations
 
@@ -22,6 +23,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+# The one look of every figure: small type for two-column papers, light grids, TrueType fonts in the PDFs
+# (what publishers ask for; some refuse Type 3 fonts).
+STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8,
+         "legend.fontsize": 8, "grid.alpha": 0.3, "errorbar.capsize": 3, "lines.linewidth": 1.6,
+         "pdf.fonttype": 42, "ps.fonttype": 42}
+plt.rcParams.update(STYLE)
 
 # Which metrics each protocol's panels show, in order; a protocol not listed gets all its metrics.
 PANELS = {
@@ -62,7 +70,7 @@ def _ci_note(part: pd.DataFrame) -> str:
         note += "; † rows: one seed or seed-independent, CI over episodes/queries/held-out classes"
     if (part["ci_over"] == "none").any():
         note += "; no bar: one number per run, the same for every seed"
-    return note + "; bars cut at 0 and 1"
+    return note + "; intervals cut at 0 and 1"
 
 
 def _labels(part: pd.DataFrame, methods: list[str]) -> list[str]:
@@ -77,33 +85,6 @@ def clipped_err(means, ci95s) -> np.ndarray:
     mean = np.asarray(means, dtype=float)
     ci = np.nan_to_num(np.asarray(ci95s, dtype=float), nan=0.0)
     return np.vstack([mean - np.maximum(mean - ci, 0.0), np.minimum(mean + ci, 1.0) - mean]).clip(min=0.0)
-
-
-def fewshot_bars(table: pd.DataFrame, out: Path) -> list[Path]:
-    written = []
-    for dataset, part in table[table["protocol"] == "fewshot"].groupby("dataset", sort=False):
-        names = sorted(set(part["metric"]), key=lambda m: [int(v) for v in re.findall(r"\d+", m)])
-        methods = list(dict.fromkeys(part["method"]))
-        width = 0.8 / len(names)
-        fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(methods), 4.0))
-        for i, metric in enumerate(names):
-            rows = part[part["metric"] == metric].set_index("method").reindex(methods)
-            x = np.arange(len(methods)) + (i - (len(names) - 1) / 2) * width
-            ax.bar(x, rows["mean"], width, yerr=clipped_err(rows["mean"], rows["ci95"]), capsize=3,
-                   label=pretty(metric))
-        ways = {int(re.findall(r"\d+", m)[0]) for m in names}
-        for n in ways:
-            ax.axhline(1 / n, color="grey", ls=":", lw=1)
-            ax.text(1.01, 1 / n, f"chance\n({n}-way)", va="center", ha="left", fontsize=7, color="grey",
-                    transform=ax.get_yaxis_transform())
-        ax.set_xticks(np.arange(len(methods)), _labels(part, methods))
-        ax.set_ylabel("accuracy on held-out classes")
-        ax.set_ylim(0, 1.0)
-        ax.set_title(f"{dataset}: few-shot accuracy\n{_ci_note(part)}", fontsize=9)
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        ax.grid(axis="y", alpha=0.3)
-        written.append(_save(fig, out / f"{dataset}_fewshot.png"))
-    return written
 
 
 def metric_panels(table: pd.DataFrame, protocol: str, out: Path) -> list[Path]:
@@ -125,6 +106,8 @@ def metric_panels(table: pd.DataFrame, protocol: str, out: Path) -> list[Path]:
             ax.grid(axis="x", alpha=0.3)
             ax.tick_params(axis="x", labelsize=8)
         span = same_width(axes[0], [part[part["metric"] == metric] for metric in names])
+        for ax, metric in zip(axes[0], names):
+            _chance(ax, metric)
         axes[0][0].set_yticks(y, [lab.replace("\n", " ") for lab in _labels(part, methods)])
         title = (f"{dataset}: {protocol} on {'held-out classes' if protocol != 'knn' else 'held-out samples'} "
                  f"({_ci_note(part)}" + (f"; every panel's axis spans {span:.2f}, so equal gaps are equal differences)"
@@ -133,6 +116,17 @@ def metric_panels(table: pd.DataFrame, protocol: str, out: Path) -> list[Path]:
         fig.suptitle("\n".join(textwrap.wrap(title, width_chars)), fontsize=9)
         written.append(_save(fig, out / f"{dataset}_{protocol}.png"))
     return written
+
+
+def _chance(ax, metric: str) -> None:
+    """A dotted line at chance (1/N) on an N-way accuracy panel, where the panel's axis reaches it."""
+    if (m := re.fullmatch(r"acc_(\d+)w\d+s", metric)) is None:
+        return
+    level = 1 / int(m[1])
+    lo, hi = ax.get_xlim()
+    if lo <= level <= hi:
+        ax.axvline(level, color="grey", ls=":", lw=1)
+        ax.text(level, 1.0, " chance", transform=ax.get_xaxis_transform(), fontsize=7, color="grey", va="top")
 
 
 def same_width(axes, parts: list[pd.DataFrame], least: float = 0.05) -> float:
@@ -153,32 +147,46 @@ def same_width(axes, parts: list[pd.DataFrame], least: float = 0.05) -> float:
     return span
 
 
+def auc_label(name: str, row: pd.Series) -> str:
+    """``name: AUC mean ± 95% CI`` for a legend, with the table's marks: † where the interval is over
+    episodes/pairs/queries of one run (one seed, or a seed-independent learner), "< 0.001" where it rounds to 0."""
+    ci = "" if pd.isna(row["ci95"]) else " ± <0.001" if row["ci95"] < 5e-4 else f" ± {row['ci95']:.3f}"
+    return f"{name}: AUC {row['mean']:.3f}{ci}{' †' if row.get('ci_over') == 'within run' else ''}"
+
+
+def legend_beside(ax, **kwargs) -> None:
+    """The legend right of the axes, where it covers no curve."""
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), **kwargs)
+
+
 def roc_curves(roc: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]:
-    """One ROC per method (its lowest seed), log false-accept axis; legend gives AUC over all seeds."""
+    """One ROC per method (its lowest seed), log false-accept axis; the legend, beside the axes, lists the
+    methods by AUC over all seeds, best first (reference rows dashed)."""
     written = []
     styles = ["-", "--", "-.", ":"]
     for dataset, part in roc.groupby("dataset", sort=False):
-        fig, ax = plt.subplots(figsize=(6.2, 4.4))
+        fig, ax = plt.subplots(figsize=(8.4, 4.4))
         stats = table[(table["dataset"] == dataset) & (table["metric"] == "auc")].set_index("method")
         order = [m for m in stats.index if m in set(part["method"])]
-        for i, method in enumerate(order):
+        colours = {m: plt.cm.tab10.colors[i % 10] for i, m in enumerate(order)}  # fixed by the table's order
+        for i, method in enumerate(sorted(order, key=lambda m: -stats.loc[m, "mean"])):
             curves = part[part["method"] == method]
             first = curves[curves["seed"] == curves["seed"].min()]
             s = stats.loc[method]
-            ci = "" if pd.isna(s["ci95"]) else f" ± {s['ci95']:.3f}"
             ref = " (ref.)" if s["reference_row"] else ""
-            ax.plot(first["fpr"].clip(lower=1e-5), first["tpr"], color=plt.cm.tab10.colors[i % 10],
-                    ls="--" if s["reference_row"] else styles[i % len(styles)], lw=1.6,
-                    label=f"{method}{ref}: AUC {s['mean']:.3f}{ci}")
+            ax.plot(first["fpr"].clip(lower=1e-5), first["tpr"], color=colours[method],
+                    ls="--" if s["reference_row"] else styles[order.index(method) % len(styles)],
+                    label=auc_label(f"{method}{ref}", s))
         ax.set_xscale("log")
         ax.set_xlim(1e-4, 1)
         ax.set_ylim(0, 1.01)
         ax.set_xlabel("false accept rate (different-class pairs accepted)")
         ax.set_ylabel("true accept rate")
-        ax.set_title(f"{dataset}: verification on held-out classes\n(curve of the first seed; AUC mean over seeds, 95% CI)",
-                     fontsize=9)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8, loc="upper left")
+        dagger = "; †: one seed or seed-independent, CI over pairs" if (stats["ci_over"] == "within run").any() else ""
+        note = f"(curve of the first seed; AUC mean over seeds, 95% CI{dagger}; legend: best first)"
+        ax.set_title(f"{dataset}: verification on held-out classes\n" + "\n".join(textwrap.wrap(note, 80, break_on_hyphens=False)))
+        ax.grid(which="both")
+        legend_beside(ax)
         written.append(_save(fig, out / f"{dataset}_roc.png"))
     return written
 
@@ -218,7 +226,7 @@ def k_sweeps(table: pd.DataFrame, out: Path) -> list[Path]:
             ax.set_title(pretty(metric), fontsize=9)
             ax.grid(alpha=0.3)
         axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))  # one legend for all panels
-        title = f"{dataset}: {protocol} against K ({_ci_note(part).replace('; bars cut at 0 and 1', '')}; " \
+        title = f"{dataset}: {protocol} against K ({_ci_note(part).replace('; intervals cut at 0 and 1', '')}; " \
                 "bands: 95% CI, cut at 0 and 1; each panel has its own y-axis)"
         fig.suptitle("\n".join(textwrap.wrap(title, max(40, int(fig.get_figwidth() * 13)))), fontsize=9)
         written.append(_save(fig, out / f"{dataset}_{protocol}_vs_k.png"))
@@ -316,7 +324,7 @@ def shot_curves(table: pd.DataFrame, out: Path) -> list[Path]:
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel("accuracy on held-out classes")
         chosen = _legend(axes[0][-1], look)
-        note = _ci_note(part).replace("; bars cut at 0 and 1", "")
+        note = _ci_note(part).replace("; intervals cut at 0 and 1", "")
         title = f"{dataset} · {protocol}: accuracy against shots ({note}; bands: 95% CI, cut at 0 and 1{chosen})"
         fig.suptitle("\n".join(textwrap.wrap(title, max(40, int(fig.get_figwidth() * 13)))), fontsize=9)
         written.append(_save(fig, out / f"{dataset}_{protocol}_vs_shots.png"))
@@ -345,7 +353,7 @@ def noise_sweeps(table: pd.DataFrame, out: Path) -> list[Path]:
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel("mAP over defining sets")
         chosen = _legend(axes[0][-1], look)
-        title = f"{dataset}: set retrieval from noisy concept sets ({_ci_note(part).replace('; bars cut at 0 and 1', '')}; " \
+        title = f"{dataset}: set retrieval from noisy concept sets ({_ci_note(part).replace('; intervals cut at 0 and 1', '')}; " \
                 f"bands: 95% CI, cut at 0 and 1{chosen})"
         fig.suptitle("\n".join(textwrap.wrap(title, max(40, int(fig.get_figwidth() * 13)))), fontsize=9)
         written.append(_save(fig, out / f"{dataset}_set_retrieval_vs_noise.png"))
@@ -354,9 +362,9 @@ def noise_sweeps(table: pd.DataFrame, out: Path) -> list[Path]:
 
 def draw_all(table: pd.DataFrame, roc: pd.DataFrame, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    written = fewshot_bars(table, out)
+    written = []
     for protocol in dict.fromkeys(table["protocol"]):
-        if protocol not in ("fewshot", "set_generation"):  # set generation: benchmarks/generation_figures.py
+        if protocol != "set_generation":  # set generation: benchmarks/generation_figures.py
             written += metric_panels(table, protocol, out)
     return written + k_sweeps(table, out) + noise_sweeps(table, out) + shot_curves(table, out) + \
         roc_curves(roc, table, out)

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmarks.figures import _save  # noqa: E402
+from benchmarks.figures import _save, legend_beside  # noqa: E402
 
 PROTOCOL = "set_generation"
 KIND_STYLE = {"real": ("black", "-"), "reconstructed": ("tab:blue", "--"), "sampled": ("tab:orange", "-.")}
@@ -53,7 +53,7 @@ def _stat(table: pd.DataFrame, dataset: str, method: str, metric: str) -> str:
 def generation_rocs(records: list[dict], table: pd.DataFrame, out: Path) -> list[Path]:
     written = []
     for (dataset, method), rec in _first_seed(records).items():
-        fig, ax = plt.subplots(figsize=(5.6, 4.2))
+        fig, ax = plt.subplots(figsize=(7.6, 4.2))
         for kind, (color, ls) in KIND_STYLE.items():
             name = rec["curves"].get(f"roc_{kind}")
             if name is None:
@@ -70,7 +70,7 @@ def generation_rocs(records: list[dict], table: pd.DataFrame, out: Path) -> list
         ax.set_title(f"{dataset} / {method}: same-set verification by the {judge} judge\n"
                      "(curves: first seed; AUC: mean over the seeds run, 95% CI)", fontsize=9)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8, loc="lower right")
+        legend_beside(ax)
         written.append(_save(fig, out / f"{dataset}_{method}_set_generation_roc.png"))
     return written
 
@@ -79,7 +79,7 @@ def identity_vs_n(table: pd.DataFrame, out: Path) -> list[Path]:
     part = table[(table["protocol"] == PROTOCOL) & table["metric"].str.match(IDENTITY.pattern)]
     written = []
     for dataset, rows in part.groupby("dataset", sort=False):
-        fig, ax = plt.subplots(figsize=(5.6, 4.0))
+        fig, ax = plt.subplots(figsize=(7.6, 4.0))
         for i, (method, m_rows) in enumerate(rows.groupby("method", sort=False)):
             color = plt.cm.tab10.colors[i % 10]
             for real in (False, True):
@@ -103,7 +103,7 @@ def identity_vs_n(table: pd.DataFrame, out: Path) -> list[Path]:
         ax.set_title(f"{dataset}: identity preservation of reconstructions\n(mean over the seeds run, 95% CI; 0.5 = chance)",
                      fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        legend_beside(ax, fontsize=7)
         written.append(_save(fig, out / f"{dataset}_identity_vs_n.png"))
     return written
 

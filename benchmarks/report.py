@@ -37,6 +37,21 @@ def update_readme(readme: Path, study: str, text: str) -> bool:
     return True
 
 
+def how_to_run(study: str, members: list[str] | None = None) -> str:
+    """The command that makes a study's records: its suite, its experiment preset, or (neither exists) a
+    sweep that names the study, with the presets there are."""
+    conf = Path(__file__).resolve().parent.parent / "conf"
+    if (conf / "suite" / f"{study}.yaml").is_file():
+        return f"{study} is a suite: run it with\n  python -m benchmarks.suite {study}"
+    named = [m for m in (members or [study]) if (conf / "experiment" / f"{m}.yaml").is_file()]
+    if named:
+        return f"Run the sweep first:\n  python -m benchmarks.run -m experiment={named[0]}"
+    presets = sorted(p.stem for p in (conf / "experiment").glob("*.yaml"))
+    return (f"No preset is called {study}; run a sweep under that study name, e.g.\n"
+            f"  python -m benchmarks.run -m study={study} method=raw,protonet protocol=fewshot dataset=digits\n"
+            f"or report a preset's study ({', '.join(presets)})")
+
+
 class MergeError(ValueError):
     """Studies merged into one leaderboard hold the same (dataset, protocol, method, seed) more than once."""
 
@@ -115,8 +130,7 @@ def build(study: str, results_dir: Path, readme: Path | None = None, members: li
         print(f"WARNING: cannot read {path} (corrupt or another schema version); that run is left out. "
               "Re-running that configuration replaces the file.", file=sys.stderr)
     if not records:
-        print(f"No records under {where}. Run a sweep first, e.g.\n"
-              f"  python -m benchmarks.run -m experiment={(members or [study])[0]}", file=sys.stderr)
+        print(f"No records under {where}. {how_to_run(study, members)}", file=sys.stderr)
         return 2
     long = records_frame(records)
     table = compare_with_best(aggregate(long), long, load_units(records))
