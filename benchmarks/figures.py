@@ -24,6 +24,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from benchmarks.leaderboard import ci_text  # noqa: E402
+
 # The one look of every figure: small type for two-column papers, light grids, TrueType fonts in the PDFs
 # (what publishers ask for; some refuse Type 3 fonts).
 STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8,
@@ -150,7 +152,7 @@ def same_width(axes, parts: list[pd.DataFrame], least: float = 0.05) -> float:
 def auc_label(name: str, row: pd.Series) -> str:
     """``name: AUC mean ± 95% CI`` for a legend, with the table's marks: † where the interval is over
     episodes/pairs/queries of one run (one seed, or a seed-independent learner), "< 0.001" where it rounds to 0."""
-    ci = "" if pd.isna(row["ci95"]) else " ± <0.001" if row["ci95"] < 5e-4 else f" ± {row['ci95']:.3f}"
+    ci = "" if pd.isna(row["ci95"]) else f" ± {ci_text(row['ci95'])}"
     return f"{name}: AUC {row['mean']:.3f}{ci}{' †' if row.get('ci_over') == 'within run' else ''}"
 
 

@@ -67,13 +67,20 @@ def aggregate(long: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["dataset", "protocol", "_order"], kind="stable").drop(columns="_order").reset_index(drop=True)
 
 
+def ci_text(ci: float) -> str:
+    """A 95% CI half-width at three decimals; a positive one that rounds to 0 is "<0.001" (the values differ,
+    below the table's precision), so "0.000" only ever means no spread at all. Tables and figures use this."""
+    return "<0.001" if 0 < ci < 5e-4 else f"{ci:.3f}"
+
+
 def _cell(mean: float, ci: float | None, ci_over: str, vs_best: str = "", style: str = "markdown") -> str:
     """'mean ± ci' (with † for a run's own interval); the best row in bold and a tie with it marked ≈
     when the table holds the paired comparison (``benchmarks.comparison``)."""
     latex = style == "latex"
     pm, dagger = (r" $\pm$ ", r"$^\dagger$") if latex else (" ± ", " †")
-    text = f"{mean:.3f}" if ci is None or np.isnan(ci) else \
-        f"{mean:.3f}{pm}{ci:.3f}{dagger if ci_over == 'within run' else ''}"
+    half = ci_text(ci).replace("<", r"$<$") if latex and ci is not None and not np.isnan(ci) else \
+        None if ci is None or np.isnan(ci) else ci_text(ci)
+    text = f"{mean:.3f}" if half is None else f"{mean:.3f}{pm}{half}{dagger if ci_over == 'within run' else ''}"
     if vs_best == "best":
         return rf"\textbf{{{text}}}" if latex else f"**{text}**"
     if vs_best == "tie":

@@ -4,6 +4,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from benchmarks import figures
+from benchmarks.leaderboard import aggregate, ci_text, latex, markdown, records_frame
 
 
 def _fewshot_table():
@@ -65,3 +66,27 @@ def test_roc_legend_best_first_beside_the_axes_with_the_tables_marks(tmp_path, m
     box, axes_box = legend.get_window_extent(fig.canvas.get_renderer()), ax.get_window_extent()
     assert box.x0 >= axes_box.x1  # right of the plotting area: it covers no curve
     assert "†: one seed or seed-independent" in " ".join(ax.get_title().split())
+
+
+def _three_seed_records(values: dict[str, list[float]]) -> list[dict]:
+    return [{"study": "s", "dataset": "digits", "protocol": "verification", "method": method, "seed": seed,
+             "status": "ok", "timings": {"fit_s": 1.0}, "metrics": {"auc": {"mean": v, "ci95": 0.01, "n": 100}}}
+            for method, vs in values.items() for seed, v in enumerate(vs)]
+
+
+def test_a_tiny_interval_reads_below_precision_in_tables_and_figures_alike():
+    # seeds that differ by 1e-5: the 95% CI over seeds is positive but rounds to 0.000 at three decimals
+    table = aggregate(records_frame(_three_seed_records({"mmc_diag": [0.92741, 0.92742, 0.92743],
+                                                         "triplet": [0.95, 0.97, 0.99]})))
+    tiny = table[table["method"] == "mmc_diag"].iloc[0]
+    assert tiny["ci_over"] == "seeds" and 0 < tiny["ci95"] < 5e-4
+    md, tex = markdown(table), latex(table)
+    assert "0.927 ± <0.001" in md and "0.927 ± 0.000" not in md
+    assert r"0.927 $\pm$ $<$0.001" in tex
+    assert "0.970 ± 0.050" in md  # an ordinary interval is unchanged (t(2) x s.d. 0.02 / sqrt 3 = 0.0497)
+    assert figures.auc_label("mmc_diag", tiny) == "mmc_diag: AUC 0.927 ± <0.001"
+
+
+def test_an_interval_of_exactly_zero_stays_zero():
+    # every episode scored 1.0: the run's own interval is 0, and "<0.001" would be false
+    assert ci_text(0.0) == "0.000" and ci_text(4e-4) == "<0.001" and ci_text(0.0123) == "0.012"
