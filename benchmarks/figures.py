@@ -95,7 +95,8 @@ def metric_panels(table: pd.DataFrame, protocol: str, out: Path) -> list[Path]:
         names = [m for m in PANELS.get(protocol, list(dict.fromkeys(part["metric"]))) if m in set(part["metric"])]
         methods = list(dict.fromkeys(part["method"]))
         refs = set(part[part["reference_row"]]["method"])
-        fig, axes = plt.subplots(1, len(names), figsize=(0.6 + 2.3 * len(names), 0.9 + 0.38 * len(methods)),
+        # a row per method, and room for the wrapped title (4-5 lines) however few the methods
+        fig, axes = plt.subplots(1, len(names), figsize=(0.6 + 2.3 * len(names), max(2.6, 0.9 + 0.38 * len(methods))),
                                  squeeze=False, sharey=True)
         y = np.arange(len(methods))[::-1]
         for ax, metric in zip(axes[0], names):
@@ -151,7 +152,7 @@ def same_width(axes, parts: list[pd.DataFrame], least: float = 0.05) -> float:
 
 def auc_label(name: str, row: pd.Series) -> str:
     """``name: AUC mean ± 95% CI`` for a legend, with the table's marks: † where the interval is over
-    episodes/pairs/queries of one run (one seed, or a seed-independent learner), "< 0.001" where it rounds to 0."""
+    episodes/pairs/queries of one run (one seed, or a seed-independent learner), "<0.001" where it rounds to 0."""
     ci = "" if pd.isna(row["ci95"]) else f" ± {ci_text(row['ci95'])}"
     return f"{name}: AUC {row['mean']:.3f}{ci}{' †' if row.get('ci_over') == 'within run' else ''}"
 
@@ -171,7 +172,8 @@ def roc_curves(roc: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]:
         stats = table[(table["dataset"] == dataset) & (table["metric"] == "auc")].set_index("method")
         order = [m for m in stats.index if m in set(part["method"])]
         colours = {m: plt.cm.tab10.colors[i % 10] for i, m in enumerate(order)}  # fixed by the table's order
-        for i, method in enumerate(sorted(order, key=lambda m: -stats.loc[m, "mean"])):
+        best_first = stats.loc[order, "mean"].sort_values(ascending=False, kind="stable", na_position="last").index
+        for method in best_first:
             curves = part[part["method"] == method]
             first = curves[curves["seed"] == curves["seed"].min()]
             s = stats.loc[method]
@@ -184,7 +186,8 @@ def roc_curves(roc: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]:
         ax.set_ylim(0, 1.01)
         ax.set_xlabel("false accept rate (different-class pairs accepted)")
         ax.set_ylabel("true accept rate")
-        dagger = "; †: one seed or seed-independent, CI over pairs" if (stats["ci_over"] == "within run").any() else ""
+        within = (stats.loc[order, "ci_over"] == "within run").any()  # of the methods drawn
+        dagger = "; †: one seed or seed-independent, CI over pairs" if within else ""
         note = f"(curve of the first seed; AUC mean over seeds, 95% CI{dagger}; legend: best first)"
         ax.set_title(f"{dataset}: verification on held-out classes\n" + "\n".join(textwrap.wrap(note, 80, break_on_hyphens=False)))
         ax.grid(which="both")

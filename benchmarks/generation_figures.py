@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmarks.figures import _save, legend_beside  # noqa: E402
+from benchmarks.leaderboard import ci_text  # noqa: E402
 
 PROTOCOL = "set_generation"
 KIND_STYLE = {"real": ("black", "-"), "reconstructed": ("tab:blue", "--"), "sampled": ("tab:orange", "-.")}
@@ -47,7 +48,7 @@ def _stat(table: pd.DataFrame, dataset: str, method: str, metric: str) -> str:
     if row.empty:
         return ""
     mean, ci = float(row["mean"].iloc[0]), row["ci95"].iloc[0]
-    return f"{mean:.3f}" + ("" if pd.isna(ci) else f" ± {float(ci):.3f}")
+    return f"{mean:.3f}" + ("" if pd.isna(ci) else f" ± {ci_text(float(ci))}")
 
 
 def generation_rocs(records: list[dict], table: pd.DataFrame, out: Path) -> list[Path]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import signal
-import sys
 import threading
 import time
 import traceback
@@ -29,6 +28,7 @@ from benchmarks.checkpoints import CHECKPOINT_TAG
 from benchmarks.environment import (describe_device, git_revision, kept_random_state, library_versions, pick_device,
                                     seed_everything, set_threads)
 from benchmarks.fit_cache import FitCache, fit_key
+from benchmarks.leaderboard import ci_text
 from benchmarks.records import (RECORD_NAME, REPLICATE, SCHEMA_VERSION, UNIT, UNITS_NAME, config_hash, read_record,
                                 store_record, write_csv_atomic, write_npz_atomic)
 from datasets.labeled import LabeledData, Standardizer
@@ -170,6 +170,7 @@ def execute(cfg: DictConfig) -> dict:
     }
     t_start = time.perf_counter()
     phase = "checks"  # until training starts, a failure is about the input: the config, the data, the split
+    failure: BaseException | None = None
     try:
         device = pick_device(cfg.device)
         record["device"] = describe_device(device)
@@ -187,13 +188,13 @@ def execute(cfg: DictConfig) -> dict:
         protocol.check_learner(learner)
         learner.check(split.train)
         train = fit_data(split.train, cfg) if saved is None else None  # built now: a bad train_transform fails early
-        check_judge(cfg, protocol)
+        check_judge(cfg, protocol, split)
+        ctx = RunContext(device=device, seed=cfg.seed, progress=cfg.progress, precision=cfg.precision)
+
+        phase = "fit"  # from here on a failure is in training (the set-generation judge's included): traceback kept
         judge = fit_judge(cfg, split, device, record)  # leaves the random state as it found it
         if judge is not None:
             protocol = dataclasses.replace(protocol, judge=judge)
-        ctx = RunContext(device=device, seed=cfg.seed, progress=cfg.progress, precision=cfg.precision)
-
-        phase = "fit"
         if saved is None:
             learner = fit_or_load(cfg, learner, split, train, ctx, record)
             _fit_throughput(record)
@@ -226,6 +227,7 @@ def execute(cfg: DictConfig) -> dict:
             record["units"] = {"file": UNITS_NAME, "sha256": write_npz_atomic(run_dir / UNITS_NAME, arrays)}
         record["status"] = "ok"
     except BaseException as exc:  # an interrupted run (Ctrl-C) is recorded as failed too
+        failure = exc
         record["status"] = "failed"
         record["error"] = {"type": type(exc).__name__, "message": str(exc), "phase": phase,
                            "traceback": traceback.format_exc(limit=8)}
@@ -235,7 +237,7 @@ def execute(cfg: DictConfig) -> dict:
         record["timings"]["total_s"] = time.perf_counter() - t_start
         record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         where = store_record(run_dir, record, previous)
-        if (failure := sys.exception()) is not None:
+        if failure is not None:
             failure.simbench_record = where  # main() points at it
         print(summary_line(record) + ("" if where.name == RECORD_NAME else
                                       f"\n  (kept the earlier ok record; this attempt is in {where})"))
@@ -274,9 +276,11 @@ def fit_or_load(cfg: DictConfig, learner, split: Split, train: LabeledData, ctx:
     return learner
 
 
-def check_judge(cfg: DictConfig, protocol) -> None:
+def check_judge(cfg: DictConfig, protocol, split: Split | None = None) -> None:
     """A protocol that judges with a second learner (it has a ``judge`` field) needs ``protocol.judge`` in the
-    config, and a judge in the config needs such a protocol: clear errors before any training."""
+    config, a judge in the config needs such a protocol, and the judge's method must suit the training split
+    (when given): clear errors before any training (a throwaway judge is built for that check; the random
+    state is kept)."""
     wants, named = hasattr(protocol, "judge"), cfg.protocol.get("judge") is not None
     if wants and not named:
         raise ValueError(f"the {protocol.name} protocol judges with a second learner, but the config names none: "
@@ -284,6 +288,9 @@ def check_judge(cfg: DictConfig, protocol) -> None:
     if named and not wants:
         raise ValueError(f"protocol.judge is set, but the {protocol.name} protocol takes no judge: drop it "
                          "(~protocol.judge) or use a protocol that judges, e.g. protocol=set_generation")
+    if named and split is not None:
+        with kept_random_state():
+            build(cfg.protocol.judge.learner).check(split.train)
 
 
 def fit_judge(cfg: DictConfig, split: Split, device, record: dict):
@@ -318,7 +325,7 @@ def summary_line(record: dict) -> str:
         return f"{head}: {record['error']['type']}: {record['error']['message']}"
     shown = []
     for name, m in record["metrics"].items():
-        ci = f" ± {m['ci95']:.3f}" if m["ci95"] is not None else ""
+        ci = f" ± {ci_text(m['ci95'])}" if m["ci95"] is not None else ""
         shown.append(f"{name}={m['mean']:.3f}{ci}")
     return f"{head} ({record['timings']['total_s']:.1f}s): " + ", ".join(shown)
 

@@ -56,6 +56,16 @@ def test_a_failure_inside_training_keeps_the_traceback(tmp_path):
     assert json.loads((tmp_path / "record.json").read_text())["error"]["phase"] == "fit"
 
 
+def test_a_bad_input_in_a_sweep_keeps_hydra_s_report(tmp_path):
+    """In a -m sweep the failing job is named by Hydra's own report (with its overrides and traceback), since
+    other jobs of the sweep may have run: the one-line form is for single runs only."""
+    done = _cli("-m", "dataset=digits", "method=protonet", "protocol=fewshot", "protocol.evaluator.n_way=50",
+                "study=badsweep", f"results_dir={tmp_path}", "hydra.sweep.dir=" + str(tmp_path / "sweep"))
+    assert done.returncode == 1
+    assert "50-way episodes need 50 classes" in done.stdout
+    assert "Traceback" in done.stderr and "its traceback is in" not in done.stdout
+
+
 def _failed(cfg, exc_type, match):
     with pytest.raises(exc_type, match=match):
         execute(cfg)
@@ -153,3 +163,13 @@ def test_a_non_finite_loss_is_reported_in_one_line_too():
 
     assert _said_enough(NonFiniteLossError("loss became nan at step 3; lower the learning rate"))
     assert not _said_enough(RuntimeError("shape mismatch"))  # raised inside fit or evaluate: a traceback
+
+
+def test_a_run_inside_a_callers_except_block_leaves_that_exception_alone(compose_cfg):
+    """Only the run's own failure is tagged with its record's path: a caller handling an exception of its
+    own when it calls execute (a retry loop) must not find it tagged as the run's failure."""
+    try:
+        raise RuntimeError("the caller's own")
+    except RuntimeError as outer:
+        assert execute(compose_cfg("method=raw", "budget.episodes=10"))["status"] == "ok"
+        assert not hasattr(outer, "simbench_record") and not hasattr(outer, "simbench_phase")

@@ -90,3 +90,14 @@ def test_a_tiny_interval_reads_below_precision_in_tables_and_figures_alike():
 def test_an_interval_of_exactly_zero_stays_zero():
     # every episode scored 1.0: the run's own interval is 0, and "<0.001" would be false
     assert ci_text(0.0) == "0.000" and ci_text(4e-4) == "<0.001" and ci_text(0.0123) == "0.012"
+
+
+def test_a_table_of_one_learner_still_has_room_for_its_title(tmp_path):
+    """Few-shot figures are sized by their rows; with one learner the wrapped title must still fit (matplotlib
+    warns "Tight layout not applied" when it cannot place the axes under it)."""
+    import warnings
+    one = _fewshot_table().query("method == 'protonet'")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the layout warning fails the test
+        written = figures.metric_panels(one, "fewshot", tmp_path)
+    assert [p.name for p in written] == ["digits_fewshot.png"]

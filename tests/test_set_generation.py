@@ -189,3 +189,24 @@ def test_a_learner_that_cannot_generate_fails_before_training(compose_cfg, tmp_p
         execute(compose_cfg("method=protonet", "protocol=set_generation", "study=bad", *TINY))
     record = json.loads(next((tmp_path / "results" / "runs" / "bad").rglob("record.json")).read_text())
     assert record["status"] == "failed" and "fit" not in record
+
+
+def test_a_judge_that_cannot_train_on_the_split_fails_in_the_checks(compose_cfg, tmp_path):
+    """The judge's own check (here ProtoNet asked for 50-way training episodes on 5 training classes) is a bad
+    input: raised with the other checks, before the judge or the learner trains."""
+    from datasets.episodes import EpisodeError
+    with pytest.raises(EpisodeError, match="50-way"):
+        execute(compose_cfg("method=sdn", "protocol=set_generation", "method@protocol.judge=protonet",
+                            "protocol.judge.learner.n_way=50", "study=badjudge", *TINY))
+    record = json.loads(next((tmp_path / "results" / "runs" / "badjudge").rglob("record.json")).read_text())
+    assert record["error"]["phase"] == "checks" and "judge" not in record and "fit_s" not in record["timings"]
+
+
+def test_a_failure_while_the_judge_trains_is_a_training_failure(compose_cfg, tmp_path):
+    """Fitting the judge is training: an error there keeps the phase "fit" (and with it the traceback on the
+    command line), not the "checks" of a bad input."""
+    with pytest.raises(ValueError, match="learning rate"):
+        execute(compose_cfg("method=sdn", "protocol=set_generation", "protocol.judge.learner.optimizer.lr=-1",
+                            "study=judgefails", *TINY))
+    record = json.loads(next((tmp_path / "results" / "runs" / "judgefails").rglob("record.json")).read_text())
+    assert record["error"]["phase"] == "fit" and "Traceback" in record["error"]["traceback"]
