@@ -78,8 +78,9 @@ def _cell(mean: float, ci: float | None, ci_over: str, vs_best: str = "", style:
     when the table holds the paired comparison (``benchmarks.comparison``)."""
     latex = style == "latex"
     pm, dagger = (r" $\pm$ ", r"$^\dagger$") if latex else (" ± ", " †")
-    half = ci_text(ci).replace("<", r"$<$") if latex and ci is not None and not np.isnan(ci) else \
-        None if ci is None or np.isnan(ci) else ci_text(ci)
+    half = None if ci is None or np.isnan(ci) else ci_text(ci)
+    if latex and half is not None:
+        half = half.replace("<", r"$<$")
     text = f"{mean:.3f}" if half is None else f"{mean:.3f}{pm}{half}{dagger if ci_over == 'within run' else ''}"
     if vs_best == "best":
         return rf"\textbf{{{text}}}" if latex else f"**{text}**"
