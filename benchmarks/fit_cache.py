@@ -10,14 +10,31 @@ The key is a hash of everything the fit depends on, including a digest of the so
 ``methods/`` and ``datasets/``: editing a learner's code invalidates its cached fits. A fit is written
 atomically (a killed run leaves no half file); an unreadable cache file is ignored and refitted.
 ``fit_cache=false`` turns the cache off; ``fit_cache_dir`` says where it lives.
+
+Runs of a parallel sweep (joblib, submitit) often start two protocols of the same (method, seed) at once.
+``FitCache.fit_once`` holds an exclusive lock per key (``flock`` on ``<key>.lock`` beside the fit) from the
+cache lookup to the store, so the second run waits for the first one's fit and loads it instead of training
+the same learner a second time. The lock goes with its holder: a run that crashes or is killed releases it,
+and the waiting run then looks again (and fits, if nothing was stored). Where ``fcntl`` is missing
+(Windows), runs do not wait for each other; they only repeat work.
 """
 from __future__ import annotations
 
 import hashlib
 import io
+import sys
+import time
 import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable, Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, runs of one key may both fit
+    fcntl = None
 
 import torch
 
@@ -83,6 +100,17 @@ def fit_key(*, method: dict, backbone: dict | None, budget: dict, dataset: dict,
                        | ({"external": external} if external else {}))
 
 
+@dataclass
+class Fitted:
+    """What ``FitCache.fit_once`` gives back: the learner, its fit report and fit time (the original fit's
+    when it was loaded), whether it was loaded, and how long this run waited for another run's fit."""
+    learner: object
+    fit: dict
+    fit_s: float
+    loaded: bool
+    waited_s: float = 0.0
+
+
 class FitCache:
     """Fitted learners (whole objects, pickled by ``torch.save``) with their fit reports, under ``root``."""
 
@@ -111,3 +139,38 @@ class FitCache:
         path = self.path(key)
         atomic_write(path, lambda fh: fh.write(data))
         return path
+
+    @contextmanager
+    def lock(self, key: str) -> Iterator[float]:
+        """Hold the exclusive lock of ``key`` (blocking while another process holds it); yields the seconds
+        spent waiting for it (0.0 when it was free). Lock files stay in place (removing one could let a third run lock a new file
+        while the second still holds the old one); they are empty."""
+        if fcntl is None:
+            yield 0.0
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f"{key}.lock", "a") as fh:
+            waited_s = 0.0  # exactly 0 when nobody held the lock
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"fit cache: another run is fitting this learner (key {key}); waiting for its fit",
+                      file=sys.stderr, flush=True)
+                t0 = time.perf_counter()
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                waited_s = time.perf_counter() - t0
+            try:
+                yield waited_s
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def fit_once(self, key: str, device: torch.device, fit: Callable[[], tuple[object, dict, float]]) -> Fitted:
+        """The learner stored under ``key``, or the one ``fit()`` returns as ``(learner, fit_dict, fit_s)``,
+        then stored. Under the key's lock: runs of one key in parallel fit it once; the others wait and load."""
+        with self.lock(key) as waited_s:
+            loaded = self.load(key, device)
+            if loaded is not None:
+                return Fitted(*loaded, loaded=True, waited_s=waited_s)
+            learner, report, fit_s = fit()
+            self.store(key, learner, report, fit_s)
+            return Fitted(learner, report, fit_s, loaded=False, waited_s=waited_s)

@@ -250,30 +250,28 @@ def fit_or_load(cfg: DictConfig, learner, split: Split, train: LabeledData, ctx:
     earlier run fitted with the very same data, config, seed and code (see ``benchmarks.fit_cache``).
     ``method`` is the config key of the learner's method node (``protocol.judge`` for a judge). Fills
     ``record``'s fit, fit_cache and timings.fit_s entries either way; returns the fitted learner."""
-    cache, key = None, None
-    if cfg.get("fit_cache", False):
-        cache = FitCache(cfg.fit_cache_dir)
+    def fit() -> tuple[object, dict, float]:
+        t_fit = time.perf_counter()
+        report = learner.fit(train, ctx)
+        return learner, report.to_dict(), time.perf_counter() - t_fit
 
-        def part(name: str):
-            node = OmegaConf.select(cfg, name)
-            return OmegaConf.to_container(node, resolve=True) if node is not None else None
-        key = fit_key(method=part(method), backbone=part("backbone"), budget=part("budget"),
-                      dataset=part("dataset"), seed=ctx.seed,
-                      train_index_sha=config_hash({"i": split.train_index.tolist()}), device_kind=ctx.device.type,
-                      precision=ctx.precision)
-        loaded = cache.load(key, ctx.device)
-        if loaded is not None:
-            learner, record["fit"], record.setdefault("timings", {})["fit_s"] = loaded
-            record["fit_cache"] = {"key": key, "loaded": True}
-            return learner
-    t_fit = time.perf_counter()
-    report = learner.fit(train, ctx)
-    record["fit"] = report.to_dict()
-    record.setdefault("timings", {})["fit_s"] = time.perf_counter() - t_fit
-    if cache is not None:
-        cache.store(key, learner, record["fit"], record["timings"]["fit_s"])
-        record["fit_cache"] = {"key": key, "loaded": False}
-    return learner
+    timings = record.setdefault("timings", {})
+    if not cfg.get("fit_cache", False):
+        fitted, record["fit"], timings["fit_s"] = fit()
+        return fitted
+
+    def part(name: str):
+        node = OmegaConf.select(cfg, name)
+        return OmegaConf.to_container(node, resolve=True) if node is not None else None
+    key = fit_key(method=part(method), backbone=part("backbone"), budget=part("budget"),
+                  dataset=part("dataset"), seed=ctx.seed,
+                  train_index_sha=config_hash({"i": split.train_index.tolist()}), device_kind=ctx.device.type,
+                  precision=ctx.precision)
+    got = FitCache(cfg.fit_cache_dir).fit_once(key, ctx.device, fit)
+    record["fit"], timings["fit_s"] = got.fit, got.fit_s
+    record["fit_cache"] = {"key": key, "loaded": got.loaded} | \
+        ({"waited_s": round(got.waited_s, 3)} if got.waited_s > 0 else {})  # it waited for another run's fit
+    return got.learner
 
 
 def check_judge(cfg: DictConfig, protocol, split: Split | None = None) -> None:

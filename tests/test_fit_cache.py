@@ -71,3 +71,73 @@ def test_store_then_load_round_trip(tmp_path):
     assert torch.equal(loaded.weight, module.weight) and fit == {"iterations": 1} and fit_s == 0.5
     assert cache.load("missing", torch.device("cpu")) is None
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def _fit_once_in_child(root, key, log, started, release, fail, out):
+    """In a forked process: fit_once whose fit logs itself, says it started, then waits for ``release``."""
+    def fit():
+        with open(log, "a") as fh:
+            fh.write(f"fit {key}\n")
+        started.set()
+        assert release.wait(60)
+        if fail:
+            raise RuntimeError("the fit failed")
+        return {"weights": [1.0, 2.0]}, {"iterations": 3}, 1.25
+    try:
+        got = FitCache(root).fit_once(key, torch.device("cpu"), fit)
+        out.put((got.loaded, got.fit, got.fit_s, got.waited_s))
+    except RuntimeError as exc:
+        out.put(("raised", str(exc)))
+
+
+def _children():
+    import multiprocessing
+    return multiprocessing.get_context("fork")
+
+
+def test_runs_of_one_key_in_parallel_fit_once_and_the_others_wait_and_load(tmp_path):
+    mp = _children()
+    log, out = tmp_path / "fits.log", mp.Queue()
+    started, release = mp.Event(), mp.Event()
+    first = mp.Process(target=_fit_once_in_child, args=(tmp_path, "k", log, started, release, False, out))
+    first.start()
+    assert started.wait(60)  # the first run holds the key's lock and is fitting
+    second = mp.Process(target=_fit_once_in_child, args=(tmp_path, "k", log, mp.Event(), release, False, out))
+    second.start()
+    second.join(timeout=1.0)
+    assert second.is_alive()  # waiting for the first run's fit, not fitting beside it
+    release.set()
+    first.join(60), second.join(60)
+    results = sorted([out.get(timeout=10), out.get(timeout=10)])
+    assert log.read_text() == "fit k\n"  # one fit
+    assert [r[0] for r in results] == [False, True]
+    assert results[1][1:3] == ({"iterations": 3}, 1.25) and results[1][3] >= 0.9  # loaded, after waiting
+
+
+def test_a_run_whose_fit_fails_releases_the_key_and_the_waiting_run_fits(tmp_path):
+    mp = _children()
+    log, out = tmp_path / "fits.log", mp.Queue()
+    started, release = mp.Event(), mp.Event()
+    failing = mp.Process(target=_fit_once_in_child, args=(tmp_path, "k", log, started, release, True, out))
+    failing.start()
+    assert started.wait(60)
+    waiting = mp.Process(target=_fit_once_in_child, args=(tmp_path, "k", log, mp.Event(), release, False, out))
+    waiting.start()
+    release.set()
+    failing.join(60), waiting.join(60)
+    results = {out.get(timeout=10)[0], out.get(timeout=10)[0]}
+    assert results == {"raised", False}  # nothing was stored by the failed run: the waiting one fitted
+    assert log.read_text() == "fit k\nfit k\n"
+    assert FitCache(tmp_path).load("k", torch.device("cpu"))[1] == {"iterations": 3}
+
+
+def test_another_key_does_not_wait(tmp_path):
+    mp = _children()
+    out, release = mp.Queue(), mp.Event()
+    release.set()
+    with FitCache(tmp_path).lock("a"):  # held here while a child fits key b
+        child = mp.Process(target=_fit_once_in_child,
+                           args=(tmp_path, "b", tmp_path / "fits.log", mp.Event(), release, False, out))
+        child.start()
+        child.join(60)
+        assert child.exitcode == 0 and out.get(timeout=10)[0] is False
