@@ -1,4 +1,5 @@
 """Train once, evaluate under every protocol: the fit cache loads a learner only for the very same fit."""
+import time
 import warnings
 from pathlib import Path
 
@@ -74,12 +75,16 @@ def test_store_then_load_round_trip(tmp_path):
 
 
 def _fit_once_in_child(root, key, log, started, release, fail, out):
-    """In a forked process: fit_once whose fit logs itself, says it started, then waits for ``release``."""
+    """In a forked process: fit_once whose fit logs itself, says it started, then waits until the file
+    ``release`` exists (a file, not an Event: setting an Event would wait on a killed waiter)."""
     def fit():
         with open(log, "a") as fh:
             fh.write(f"fit {key}\n")
         started.set()
-        assert release.wait(60)
+        for _ in range(1200):
+            if release.exists():
+                break
+            time.sleep(0.05)
         if fail:
             raise RuntimeError("the fit failed")
         return {"weights": [1.0, 2.0]}, {"iterations": 3}, 1.25
@@ -95,18 +100,24 @@ def _children():
     return multiprocessing.get_context("fork")
 
 
-def test_runs_of_one_key_in_parallel_fit_once_and_the_others_wait_and_load(tmp_path):
+def _two_runs_of_one_key(tmp_path, first_fails: bool = False):
+    """A first run that holds key "k" and is fitting (until the file ``release`` exists), and a second run of "k"
+    started after it. Returns (first, second, release, out queue, log of fits)."""
     mp = _children()
-    log, out = tmp_path / "fits.log", mp.Queue()
-    started, release = mp.Event(), mp.Event()
-    first = mp.Process(target=_fit_once_in_child, args=(tmp_path, "k", log, started, release, False, out))
+    log, out, started, release = tmp_path / "fits.log", mp.Queue(), mp.Event(), tmp_path / "release"
+    first = mp.Process(target=_fit_once_in_child, args=(tmp_path, "k", log, started, release, first_fails, out))
     first.start()
-    assert started.wait(60)  # the first run holds the key's lock and is fitting
+    assert started.wait(60)
     second = mp.Process(target=_fit_once_in_child, args=(tmp_path, "k", log, mp.Event(), release, False, out))
     second.start()
+    return first, second, release, out, log
+
+
+def test_runs_of_one_key_in_parallel_fit_once_and_the_others_wait_and_load(tmp_path):
+    first, second, release, out, log = _two_runs_of_one_key(tmp_path)
     second.join(timeout=1.0)
     assert second.is_alive()  # waiting for the first run's fit, not fitting beside it
-    release.set()
+    release.touch()
     first.join(60), second.join(60)
     results = sorted([out.get(timeout=10), out.get(timeout=10)])
     assert log.read_text() == "fit k\n"  # one fit
@@ -115,15 +126,8 @@ def test_runs_of_one_key_in_parallel_fit_once_and_the_others_wait_and_load(tmp_p
 
 
 def test_a_run_whose_fit_fails_releases_the_key_and_the_waiting_run_fits(tmp_path):
-    mp = _children()
-    log, out = tmp_path / "fits.log", mp.Queue()
-    started, release = mp.Event(), mp.Event()
-    failing = mp.Process(target=_fit_once_in_child, args=(tmp_path, "k", log, started, release, True, out))
-    failing.start()
-    assert started.wait(60)
-    waiting = mp.Process(target=_fit_once_in_child, args=(tmp_path, "k", log, mp.Event(), release, False, out))
-    waiting.start()
-    release.set()
+    failing, waiting, release, out, log = _two_runs_of_one_key(tmp_path, first_fails=True)
+    release.touch()
     failing.join(60), waiting.join(60)
     results = {out.get(timeout=10)[0], out.get(timeout=10)[0]}
     assert results == {"raised", False}  # nothing was stored by the failed run: the waiting one fitted
@@ -131,10 +135,23 @@ def test_a_run_whose_fit_fails_releases_the_key_and_the_waiting_run_fits(tmp_pat
     assert FitCache(tmp_path).load("k", torch.device("cpu"))[1] == {"iterations": 3}
 
 
+def test_a_killed_run_releases_the_key_and_the_waiting_run_fits(tmp_path):
+    killed, waiting, release, out, log = _two_runs_of_one_key(tmp_path)
+    waiting.join(timeout=1.0)
+    assert waiting.is_alive()
+    killed.kill()  # SIGKILL while it holds the lock, mid-fit: no finally runs in it
+    killed.join(60)
+    release.touch()
+    waiting.join(60)
+    assert waiting.exitcode == 0 and out.get(timeout=10)[0] is False
+    assert log.read_text() == "fit k\nfit k\n"
+    assert FitCache(tmp_path).load("k", torch.device("cpu"))[1] == {"iterations": 3}  # stored by the waiting run
+
+
 def test_another_key_does_not_wait(tmp_path):
     mp = _children()
-    out, release = mp.Queue(), mp.Event()
-    release.set()
+    out, release = mp.Queue(), tmp_path / "release"
+    release.touch()
     with FitCache(tmp_path).lock("a"):  # held here while a child fits key b
         child = mp.Process(target=_fit_once_in_child,
                            args=(tmp_path, "b", tmp_path / "fits.log", mp.Event(), release, False, out))
