@@ -141,36 +141,54 @@ class FitCache:
         return path
 
     @contextmanager
-    def lock(self, key: str) -> Iterator[float]:
+    def lock(self, key: str, label: str = "this run") -> Iterator[float]:
         """Hold the exclusive lock of ``key`` (blocking while another process holds it); yields the seconds
-        spent waiting for it (0.0 when it was free). Lock files stay in place (removing one could let a third run lock a new file
-        while the second still holds the old one); they are empty."""
-        if fcntl is None:
-            yield 0.0
-            return
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / f"{key}.lock", "a") as fh:
-            waited_s = 0.0  # exactly 0 when nobody held the lock
+        spent waiting for it (0.0 when it was free). Lock files stay in place (removing one could let a
+        third run lock a new file while the second still holds the old one); they are empty. A cache folder
+        that cannot be created is an error; a lock that cannot be taken (a read-only cache of fits made
+        elsewhere, a file system without ``flock``) is a warning, and the run goes on without it."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OSError(f"fit cache: cannot create the folder {self.root} ({exc.strerror or exc}): set "
+                          "fit_cache_dir to a writable folder, or fit_cache=false") from exc
+        path, fh, locked, waited_s = self.root / f"{key}.lock", None, False, 0.0
+        if fcntl is not None:
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                print(f"fit cache: another run is fitting this learner (key {key}); waiting for its fit",
-                      file=sys.stderr, flush=True)
-                t0 = time.perf_counter()
-                fcntl.flock(fh, fcntl.LOCK_EX)
-                waited_s = time.perf_counter() - t0
-            try:
-                yield waited_s
-            finally:
+                fh = open(path, "a")
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    print(f"fit cache: {label} waits for another run fitting the same learner (key {key})",
+                          file=sys.stderr, flush=True)
+                    t0 = time.perf_counter()
+                    fcntl.flock(fh, fcntl.LOCK_EX)
+                    waited_s = time.perf_counter() - t0
+                locked = True
+            except OSError as exc:
+                warnings.warn(f"fit cache: cannot lock {path} ({exc.strerror or exc}); runs of this learner "
+                              "in parallel will not wait for each other's fit")
+        try:
+            yield waited_s
+        finally:
+            if locked:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+            if fh is not None:
+                fh.close()
 
-    def fit_once(self, key: str, device: torch.device, fit: Callable[[], tuple[object, dict, float]]) -> Fitted:
+    def fit_once(self, key: str, device: torch.device, fit: Callable[[], tuple[object, dict, float]],
+                 label: str = "this run") -> Fitted:
         """The learner stored under ``key``, or the one ``fit()`` returns as ``(learner, fit_dict, fit_s)``,
-        then stored. Under the key's lock: runs of one key in parallel fit it once; the others wait and load."""
-        with self.lock(key) as waited_s:
+        then stored. Under the key's lock: runs of one key in parallel fit it once; the others wait and load.
+        A fit that cannot be stored (a read-only cache) is a warning: the run keeps its learner."""
+        with self.lock(key, label) as waited_s:
             loaded = self.load(key, device)
             if loaded is not None:
                 return Fitted(*loaded, loaded=True, waited_s=waited_s)
             learner, report, fit_s = fit()
-            self.store(key, learner, report, fit_s)
+            try:
+                self.store(key, learner, report, fit_s)
+            except OSError as exc:
+                warnings.warn(f"fit cache: could not store the fit in {self.path(key)} ({exc.strerror or exc}); "
+                              "the run goes on, other runs will fit it again")
             return Fitted(learner, report, fit_s, loaded=False, waited_s=waited_s)

@@ -267,7 +267,9 @@ def fit_or_load(cfg: DictConfig, learner, split: Split, train: LabeledData, ctx:
                   dataset=part("dataset"), seed=ctx.seed,
                   train_index_sha=config_hash({"i": split.train_index.tolist()}), device_kind=ctx.device.type,
                   precision=ctx.precision)
-    got = FitCache(cfg.fit_cache_dir).fit_once(key, ctx.device, fit)
+    label = f"{cfg.dataset.name} / {OmegaConf.select(cfg, method).name} / {cfg.protocol.name} / seed {ctx.seed}" + \
+        ("" if method == "method" else " (its judge)")
+    got = FitCache(cfg.fit_cache_dir).fit_once(key, ctx.device, fit, label)
     record["fit"], timings["fit_s"] = got.fit, got.fit_s
     record["fit_cache"] = {"key": key, "loaded": got.loaded} | \
         ({"waited_s": round(got.waited_s, 3)} if got.waited_s > 0 else {})  # it waited for another run's fit

@@ -129,8 +129,9 @@ def test_a_run_whose_fit_fails_releases_the_key_and_the_waiting_run_fits(tmp_pat
     failing, waiting, release, out, log = _two_runs_of_one_key(tmp_path, first_fails=True)
     release.touch()
     failing.join(60), waiting.join(60)
-    results = {out.get(timeout=10)[0], out.get(timeout=10)[0]}
-    assert results == {"raised", False}  # nothing was stored by the failed run: the waiting one fitted
+    results = {r[0]: r for r in (out.get(timeout=10), out.get(timeout=10))}
+    assert set(results) == {"raised", False}  # nothing was stored by the failed run: the waiting one fitted,
+    assert results[False][3] > 0  # after waiting for the failed run
     assert log.read_text() == "fit k\nfit k\n"
     assert FitCache(tmp_path).load("k", torch.device("cpu"))[1] == {"iterations": 3}
 
@@ -143,7 +144,8 @@ def test_a_killed_run_releases_the_key_and_the_waiting_run_fits(tmp_path):
     killed.join(60)
     release.touch()
     waiting.join(60)
-    assert waiting.exitcode == 0 and out.get(timeout=10)[0] is False
+    loaded, _, _, waited_s = out.get(timeout=10)
+    assert waiting.exitcode == 0 and loaded is False and waited_s > 0  # it waited, then fitted
     assert log.read_text() == "fit k\nfit k\n"
     assert FitCache(tmp_path).load("k", torch.device("cpu"))[1] == {"iterations": 3}  # stored by the waiting run
 
@@ -158,3 +160,47 @@ def test_another_key_does_not_wait(tmp_path):
         child.start()
         child.join(60)
         assert child.exitcode == 0 and out.get(timeout=10)[0] is False
+
+
+def test_a_failed_fit_in_a_long_lived_process_releases_the_key(tmp_path):
+    """A joblib worker runs many runs: its failed fit must not keep the key locked for the next run."""
+    def failing_fit():
+        raise RuntimeError("the fit failed")
+    with pytest.raises(RuntimeError, match="the fit failed"):
+        FitCache(tmp_path).fit_once("k", torch.device("cpu"), failing_fit)  # in this process
+    out, release = _children().Queue(), tmp_path / "release"
+    release.touch()
+    other = _children().Process(target=_fit_once_in_child,
+                                args=(tmp_path, "k", tmp_path / "fits.log", _children().Event(), release, False, out))
+    other.start()
+    other.join(30)
+    if other.is_alive():
+        other.kill()
+    assert other.exitcode == 0 and out.get(timeout=10)[:2] == (False, {"iterations": 3})
+
+
+def test_a_cache_that_cannot_be_locked_still_serves_its_fits(tmp_path, monkeypatch):
+    import benchmarks.fit_cache as fc
+    FitCache(tmp_path).store("k", {"w": 1}, {"iterations": 3}, 1.0)  # a fit made elsewhere
+
+    def read_only(path, *args, **kwargs):
+        raise OSError(30, "Read-only file system", str(path))
+    monkeypatch.setattr(fc, "open", read_only, raising=False)
+    with pytest.warns(UserWarning, match="cannot lock .*k.lock .*Read-only file system"):
+        got = FitCache(tmp_path).fit_once("k", torch.device("cpu"), lambda: pytest.fail("fitted again"))
+    assert got.loaded and got.learner == {"w": 1} and got.waited_s == 0.0
+
+
+def test_a_fit_that_cannot_be_stored_is_kept_by_its_run(tmp_path, monkeypatch):
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+    monkeypatch.setattr(FitCache, "store", read_only)
+    with pytest.warns(UserWarning, match="could not store the fit .*Read-only file system"):
+        got = FitCache(tmp_path).fit_once("k", torch.device("cpu"), lambda: ({"w": 2}, {"iterations": 1}, 0.5))
+    assert not got.loaded and got.learner == {"w": 2} and got.fit == {"iterations": 1}
+
+
+def test_a_cache_folder_that_cannot_be_made_is_a_clear_error_before_the_fit(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(OSError, match="cannot create the folder .*a_file/fits .*fit_cache=false"):
+        FitCache(tmp_path / "a_file" / "fits").fit_once("k", torch.device("cpu"), lambda: pytest.fail("fitted"))

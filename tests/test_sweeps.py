@@ -109,3 +109,24 @@ def test_sweep_terminated_records_the_run_in_progress_as_failed(tmp_path):
     resumed = _sweep(tmp_path, "study=terminated", *SWEEP, timeout=900)  # a 4,000-step fit on a loaded machine
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _methods(tmp_path, "terminated") == [("raw", "ok"), ("triplet", "ok")]
+
+
+def test_shipped_sweeps_launch_every_learner_under_one_protocol_before_the_next():
+    """Runs of one (method, seed) under two protocols share a fit (benchmarks.fit_cache): launched side by side
+    in a parallel sweep, the second waits for the first one's fit. The presets sweep ``protocol`` outermost, so
+    Hydra's job list holds each protocol's runs together and later protocols find their fits made."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    checked = 0
+    for path in sorted((ROOT / "conf" / "experiment").glob("*.yaml")):
+        params = ((yaml.safe_load(path.read_text()).get("hydra") or {}).get("sweeper") or {}).get("params") or {}
+        if "," not in str(params.get("protocol", "")) or len(params) < 2:
+            continue
+        overrides = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+        jobs = BasicSweeper.split_arguments(overrides, None)[0]
+        protocols = [next(o for o in job if o.startswith("protocol=")) for job in jobs]
+        switches = sum(a != b for a, b in zip(protocols, protocols[1:]))
+        assert switches == len(set(protocols)) - 1, f"{path.name}: put protocol first in hydra.sweeper.params"
+        checked += 1
+    assert checked >= 10
