@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import sys
 import time
 import warnings
@@ -120,8 +121,9 @@ class FitCache:
     def path(self, key: str) -> Path:
         return self.root / f"{key}.pt"
 
-    def load(self, key: str, device: torch.device):
-        """``(learner, fit_report_dict, fit_seconds)`` stored under ``key``, or None."""
+    def load(self, key: str, device: torch.device, warn: bool = True):
+        """``(learner, fit_report_dict, fit_seconds)`` stored under ``key``, or None (an unreadable file too:
+        with a warning unless ``warn`` is false)."""
         path = self.path(key)
         if not path.exists():
             return None
@@ -129,7 +131,8 @@ class FitCache:
             blob = torch.load(path, map_location=device, weights_only=False)
             return blob["learner"], blob["fit"], blob["fit_s"]
         except Exception as exc:  # a file from an older torch, or damaged: fit again and overwrite it
-            warnings.warn(f"fit cache: could not read {path} ({type(exc).__name__}: {exc}); fitting again")
+            if warn:
+                warnings.warn(f"fit cache: could not read {path} ({type(exc).__name__}: {exc}); fitting again")
             return None
 
     def store(self, key: str, learner, fit: dict, fit_s: float) -> Path:
@@ -140,47 +143,56 @@ class FitCache:
         atomic_write(path, lambda fh: fh.write(data))
         return path
 
-    @contextmanager
-    def lock(self, key: str, label: str = "this run") -> Iterator[float]:
-        """Hold the exclusive lock of ``key`` (blocking while another process holds it); yields the seconds
-        spent waiting for it (0.0 when it was free). Lock files stay in place (removing one could let a
-        third run lock a new file while the second still holds the old one); they are empty. A cache folder
-        that cannot be created is an error; a lock that cannot be taken (a read-only cache of fits made
-        elsewhere, a file system without ``flock``) is a warning, and the run goes on without it."""
+    def check_folder(self) -> None:
+        """Create the cache folder, or fail with what to do (run among a run's checks, before any data)."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OSError(f"fit cache: cannot create the folder {self.root} ({exc.strerror or exc}): set "
                           "fit_cache_dir to a writable folder, or fit_cache=false") from exc
+
+    @contextmanager
+    def lock(self, key: str, label: str = "this run") -> Iterator[float]:
+        """Hold the exclusive lock of ``key`` (blocking while another process holds it); yields the seconds
+        spent waiting for it (0.0 when it was free). Lock files stay in place (removing one could let a
+        third run lock a new file while the second still holds the old one); they are empty. A lock that
+        cannot be taken (a read-only cache with no lock file yet, a file system without ``flock``) is a
+        warning, and the run goes on without it. Closing the file releases the lock, whatever interrupts."""
+        self.check_folder()
         path, fh, locked, waited_s = self.root / f"{key}.lock", None, False, 0.0
-        if fcntl is not None:
-            try:
-                fh = open(path, "a")
-                try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    print(f"fit cache: {label} waits for another run fitting the same learner (key {key})",
-                          file=sys.stderr, flush=True)
-                    t0 = time.perf_counter()
-                    fcntl.flock(fh, fcntl.LOCK_EX)
-                    waited_s = time.perf_counter() - t0
-                locked = True
-            except OSError as exc:
-                warnings.warn(f"fit cache: cannot lock {path} ({exc.strerror or exc}); runs of this learner "
-                              "in parallel will not wait for each other's fit")
         try:
+            if fcntl is not None:
+                try:
+                    # an existing lock file opened read-only locks as well (a read-only cache of shared fits)
+                    fh = open(path, "a") if os.access(self.root, os.W_OK) or not path.exists() else open(path)
+                    try:
+                        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        print(f"fit cache: {label} waits for another run fitting the same learner (key {key})",
+                              file=sys.stderr, flush=True)
+                        t0 = time.perf_counter()
+                        fcntl.flock(fh, fcntl.LOCK_EX)
+                        waited_s = time.perf_counter() - t0
+                    locked = True
+                except OSError as exc:
+                    warnings.warn(f"fit cache: cannot lock {path} ({exc.strerror or exc}); runs of this learner "
+                                  "in parallel will not wait for each other's fit")
             yield waited_s
         finally:
-            if locked:
+            if locked:  # explicitly: a process forked while it was held (a data loader's worker) shares it
                 fcntl.flock(fh, fcntl.LOCK_UN)
             if fh is not None:
-                fh.close()
+                fh.close()  # closing releases it too, if an interrupt came between the grant and `locked`
 
     def fit_once(self, key: str, device: torch.device, fit: Callable[[], tuple[object, dict, float]],
                  label: str = "this run") -> Fitted:
         """The learner stored under ``key``, or the one ``fit()`` returns as ``(learner, fit_dict, fit_s)``,
-        then stored. Under the key's lock: runs of one key in parallel fit it once; the others wait and load.
-        A fit that cannot be stored (a read-only cache) is a warning: the run keeps its learner."""
+        then stored. A stored fit is loaded without the lock (it was written whole); otherwise under the
+        key's lock: runs of one key in parallel fit it once, the others wait and load. A fit that cannot be
+        stored (a read-only cache) is a warning: the run keeps its learner."""
+        stored = self.load(key, device, warn=False)
+        if stored is not None:
+            return Fitted(*stored, loaded=True)
         with self.lock(key, label) as waited_s:
             loaded = self.load(key, device)
             if loaded is not None:

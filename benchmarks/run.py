@@ -175,6 +175,8 @@ def execute(cfg: DictConfig) -> dict:
         device = pick_device(cfg.device)
         record["device"] = describe_device(device)
         record["threads"] = set_threads(cfg.get("threads"))
+        if cfg.get("fit_cache", False):
+            FitCache(cfg.fit_cache_dir).check_folder()
         seed_everything(cfg.seed)
         protocol = build(cfg.protocol.evaluator)
         split = prepare_split(cfg, protocol, transform=saved.transform if saved is not None else None)
@@ -267,8 +269,8 @@ def fit_or_load(cfg: DictConfig, learner, split: Split, train: LabeledData, ctx:
                   dataset=part("dataset"), seed=ctx.seed,
                   train_index_sha=config_hash({"i": split.train_index.tolist()}), device_kind=ctx.device.type,
                   precision=ctx.precision)
-    label = f"{cfg.dataset.name} / {OmegaConf.select(cfg, method).name} / {cfg.protocol.name} / seed {ctx.seed}" + \
-        ("" if method == "method" else " (its judge)")
+    label = f"{cfg.dataset.name} / {cfg.method.name} / {cfg.protocol.name} / seed {cfg.seed}" + \
+        ("" if method == "method" else f", its judge ({OmegaConf.select(cfg, method).name}, seed {ctx.seed})")
     got = FitCache(cfg.fit_cache_dir).fit_once(key, ctx.device, fit, label)
     record["fit"], timings["fit_s"] = got.fit, got.fit_s
     record["fit_cache"] = {"key": key, "loaded": got.loaded} | \

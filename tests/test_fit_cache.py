@@ -127,6 +127,8 @@ def test_runs_of_one_key_in_parallel_fit_once_and_the_others_wait_and_load(tmp_p
 
 def test_a_run_whose_fit_fails_releases_the_key_and_the_waiting_run_fits(tmp_path):
     failing, waiting, release, out, log = _two_runs_of_one_key(tmp_path, first_fails=True)
+    waiting.join(timeout=1.0)
+    assert waiting.is_alive()  # blocked on the failing run's lock before that run fails
     release.touch()
     failing.join(60), waiting.join(60)
     results = {r[0]: r for r in (out.get(timeout=10), out.get(timeout=10))}
@@ -179,16 +181,38 @@ def test_a_failed_fit_in_a_long_lived_process_releases_the_key(tmp_path):
     assert other.exitcode == 0 and out.get(timeout=10)[:2] == (False, {"iterations": 3})
 
 
-def test_a_cache_that_cannot_be_locked_still_serves_its_fits(tmp_path, monkeypatch):
+def test_a_stored_fit_loads_without_the_lock(tmp_path, monkeypatch):
+    """A read-only cache of fits made elsewhere: loading needs no lock file (none can be written there)."""
     import benchmarks.fit_cache as fc
-    FitCache(tmp_path).store("k", {"w": 1}, {"iterations": 3}, 1.0)  # a fit made elsewhere
+    FitCache(tmp_path).store("k", {"w": 1}, {"iterations": 3}, 1.0)
 
-    def read_only(path, *args, **kwargs):
-        raise OSError(30, "Read-only file system", str(path))
-    monkeypatch.setattr(fc, "open", read_only, raising=False)
-    with pytest.warns(UserWarning, match="cannot lock .*k.lock .*Read-only file system"):
+    def no_lock(*args, **kwargs):
+        raise AssertionError("took the lock to load a stored fit")
+    monkeypatch.setattr(FitCache, "lock", no_lock)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         got = FitCache(tmp_path).fit_once("k", torch.device("cpu"), lambda: pytest.fail("fitted again"))
     assert got.loaded and got.learner == {"w": 1} and got.waited_s == 0.0
+    assert fc.FitCache(tmp_path).path("k").exists() and not (tmp_path / "k.lock").exists()
+
+
+@pytest.mark.parametrize("failure", ["open", "flock"])
+def test_a_lock_that_cannot_be_taken_warns_and_the_run_fits(tmp_path, monkeypatch, failure):
+    """A cache folder where no lock file can be written, or a file system without flock: the run fits alone."""
+    import types
+
+    import benchmarks.fit_cache as fc
+
+    def refused(*args, **kwargs):
+        raise OSError(30 if failure == "open" else 37, "Read-only file system" if failure == "open" else "No locks")
+    if failure == "open":
+        monkeypatch.setattr(fc, "open", refused, raising=False)
+    else:
+        monkeypatch.setattr(fc, "fcntl", types.SimpleNamespace(flock=refused, LOCK_EX=2, LOCK_NB=4, LOCK_UN=8))
+    with pytest.warns(UserWarning, match="cannot lock .*k.lock .*(Read-only file system|No locks)"):
+        got = FitCache(tmp_path).fit_once("k", torch.device("cpu"), lambda: ({"w": 2}, {"iterations": 1}, 0.5))
+    assert not got.loaded and got.learner == {"w": 2} and got.waited_s == 0.0
+    assert FitCache(tmp_path).load("k", torch.device("cpu"))[1] == {"iterations": 1}  # stored all the same
 
 
 def test_a_fit_that_cannot_be_stored_is_kept_by_its_run(tmp_path, monkeypatch):
@@ -200,7 +224,11 @@ def test_a_fit_that_cannot_be_stored_is_kept_by_its_run(tmp_path, monkeypatch):
     assert not got.loaded and got.learner == {"w": 2} and got.fit == {"iterations": 1}
 
 
-def test_a_cache_folder_that_cannot_be_made_is_a_clear_error_before_the_fit(tmp_path):
+def test_a_cache_folder_that_cannot_be_made_is_a_clear_error_among_the_checks(tmp_path, compose_cfg):
     (tmp_path / "a_file").write_text("")
     with pytest.raises(OSError, match="cannot create the folder .*a_file/fits .*fit_cache=false"):
         FitCache(tmp_path / "a_file" / "fits").fit_once("k", torch.device("cpu"), lambda: pytest.fail("fitted"))
+    with pytest.raises(OSError, match="cannot create the folder .*a_file/fits") as caught:
+        execute(compose_cfg("method=protonet", "protocol=fewshot", f"fit_cache_dir={tmp_path / 'a_file' / 'fits'}",
+                            *SMALL))
+    assert caught.value.simbench_phase == "checks"  # reported as a bad input, before the data is read
