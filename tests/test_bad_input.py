@@ -37,7 +37,7 @@ def _cli(*overrides):
 
 def test_a_bad_input_on_the_command_line_is_one_clear_line_not_a_traceback(tmp_path):
     done = _cli("dataset=digits", "method=protonet", "protocol=fewshot", "protocol.evaluator.n_way=50",
-                f"run_dir={tmp_path}")
+                f"results_dir={tmp_path / 'results'}", f"run_dir={tmp_path}")
     assert done.returncode == 1
     assert "[failed] digits / protonet / fewshot / seed 0: EpisodeError: 50-way episodes need 50 classes" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr and "Error executing job" not in done.stderr
@@ -50,7 +50,8 @@ def test_a_failure_inside_training_keeps_the_traceback(tmp_path):
     """An error raised inside fitting (here torch's optimizer refusing a negative rate) may be a bug: Hydra's
     report with the traceback stays, so that one sees where it came from."""
     done = _cli("dataset=digits", "method=protonet", "protocol=fewshot", "method.learner.optimizer.lr=-1",
-                "budget.iterations=2", "budget.episodes=5", f"run_dir={tmp_path}")
+                "budget.iterations=2", "budget.episodes=5", f"results_dir={tmp_path / 'results'}",
+                f"run_dir={tmp_path}")
     assert done.returncode == 1
     assert "Traceback" in done.stderr
     assert json.loads((tmp_path / "record.json").read_text())["error"]["phase"] == "fit"
