@@ -152,9 +152,9 @@ class FitCache:
                           "fit_cache_dir to a writable folder, or fit_cache=false") from exc
 
     @contextmanager
-    def lock(self, key: str, label: str = "this run") -> Iterator[float]:
+    def lock(self, key: str, label: str = "this run", on_wait: Callable[[], None] | None = None) -> Iterator[float]:
         """Hold the exclusive lock of ``key`` (blocking while another process holds it); yields the seconds
-        spent waiting for it (0.0 when it was free). Lock files stay in place (removing one could let a
+        spent waiting for it (0.0 when it was free). ``on_wait`` is called when the wait begins. Lock files stay in place (removing one could let a
         third run lock a new file while the second still holds the old one); they are empty. A lock that
         cannot be taken (a read-only cache with no lock file yet, a file system without ``flock``) is a
         warning, and the run goes on without it. Closing the file releases the lock, whatever interrupts."""
@@ -170,6 +170,8 @@ class FitCache:
                     except BlockingIOError:
                         print(f"fit cache: {label} waits for another run fitting the same learner (key {key})",
                               file=sys.stderr, flush=True)
+                        if on_wait is not None:
+                            on_wait()
                         t0 = time.perf_counter()
                         fcntl.flock(fh, fcntl.LOCK_EX)
                         waited_s = time.perf_counter() - t0
@@ -185,15 +187,15 @@ class FitCache:
                 fh.close()  # closing releases it too, if an interrupt came between the grant and `locked`
 
     def fit_once(self, key: str, device: torch.device, fit: Callable[[], tuple[object, dict, float]],
-                 label: str = "this run") -> Fitted:
+                 label: str = "this run", on_wait: Callable[[], None] | None = None) -> Fitted:
         """The learner stored under ``key``, or the one ``fit()`` returns as ``(learner, fit_dict, fit_s)``,
         then stored. A stored fit is loaded without the lock (it was written whole); otherwise under the
         key's lock: runs of one key in parallel fit it once, the others wait and load. A fit that cannot be
-        stored (a read-only cache) is a warning: the run keeps its learner."""
+        stored (a read-only cache) is a warning: the run keeps its learner. ``on_wait``: see ``lock``."""
         stored = self.load(key, device, warn=False)
         if stored is not None:
             return Fitted(*stored, loaded=True)
-        with self.lock(key, label) as waited_s:
+        with self.lock(key, label, on_wait) as waited_s:
             loaded = self.load(key, device)
             if loaded is not None:
                 return Fitted(*loaded, loaded=True, waited_s=waited_s)

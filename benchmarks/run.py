@@ -271,7 +271,13 @@ def fit_or_load(cfg: DictConfig, learner, split: Split, train: LabeledData, ctx:
                   precision=ctx.precision)
     label = f"{cfg.dataset.name} / {cfg.method.name} / {cfg.protocol.name} / seed {cfg.seed}" + \
         ("" if method == "method" else f", its judge ({OmegaConf.select(cfg, method).name}, seed {ctx.seed})")
-    got = FitCache(cfg.fit_cache_dir).fit_once(key, ctx.device, fit, label)
+    # A run that fails or is stopped before the fit is in hand names the key in its record, and whether
+    # (since when) it was waiting for another run's fit of it.
+    pending = record["fit_cache"] = {"key": key}
+
+    def waiting() -> None:
+        pending["waiting_since"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    got = FitCache(cfg.fit_cache_dir).fit_once(key, ctx.device, fit, label, on_wait=waiting)
     record["fit"], timings["fit_s"] = got.fit, got.fit_s
     record["fit_cache"] = {"key": key, "loaded": got.loaded} | \
         ({"waited_s": round(got.waited_s, 3)} if got.waited_s > 0 else {})  # it waited for another run's fit
@@ -309,11 +315,9 @@ def fit_judge(cfg: DictConfig, split: Split, device, record: dict):
         seed_everything(ctx.seed)  # as a run of the judge's method with that seed starts, so the cache can serve it
         judge = build(cfg.protocol.judge.learner)
         judge.check(split.train)
-        entry: dict = {"method": cfg.protocol.judge.name, "seed": ctx.seed}
+        entry = record["judge"] = {"method": cfg.protocol.judge.name, "seed": ctx.seed}  # filled in place
         train = fit_data(split.train, cfg, seed=ctx.seed)  # augmented (if at all) as the judge's own run would be
-        judge = fit_or_load(cfg, judge, split, train, ctx, entry, method="protocol.judge")
-    record["judge"] = entry
-    return judge
+        return fit_or_load(cfg, judge, split, train, ctx, entry, method="protocol.judge")
 
 
 def _fit_throughput(record: dict) -> None:

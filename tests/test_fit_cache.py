@@ -232,3 +232,41 @@ def test_a_cache_folder_that_cannot_be_made_is_a_clear_error_among_the_checks(tm
         execute(compose_cfg("method=protonet", "protocol=fewshot", f"fit_cache_dir={tmp_path / 'a_file' / 'fits'}",
                             *SMALL))
     assert caught.value.simbench_phase == "checks"  # reported as a bad input, before the data is read
+
+
+def test_a_run_stopped_while_it_waits_for_another_run_s_fit_says_so_in_its_record(compose_cfg, tmp_path,
+                                                                                   monkeypatch):
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    overrides = ["method=protonet", "protocol=fewshot", *SMALL]
+    cfg = compose_cfg(*overrides)
+    keys = []
+
+    def key_only(self, key, *args, **kwargs):  # in this process: learn the run's key, fit nothing
+        keys.append(key)
+        raise RuntimeError("key found")
+    with monkeypatch.context() as patch:
+        patch.setattr(FitCache, "fit_once", key_only)
+        with pytest.raises(RuntimeError, match="key found"):
+            execute(cfg)
+    stderr = tmp_path / "stderr.txt"
+    with FitCache(cfg.fit_cache_dir).lock(keys[0]), open(stderr, "w") as err:  # another run fits this learner
+        run = subprocess.Popen([sys.executable, "-m", "benchmarks.run", *overrides, f"results_dir={cfg.results_dir}",
+                                "progress=false"], cwd=Path(__file__).parent.parent, stdout=subprocess.DEVNULL,
+                               stderr=err)
+        for _ in range(2400):
+            if "waits for another run" in stderr.read_text() or run.poll() is not None:
+                break
+            time.sleep(0.05)
+        if "waits for another run" not in stderr.read_text():
+            run.kill()
+            pytest.fail(f"the run did not wait for the key's lock: {stderr.read_text()[-2000:]}")
+        run.send_signal(signal.SIGINT)  # Ctrl-C while it waits
+        run.wait(60)
+    record = json.loads((Path(cfg.run_dir) / "record.json").read_text())
+    assert record["status"] == "failed" and record["error"]["type"] == "KeyboardInterrupt"
+    assert record["error"]["phase"] == "fit"
+    assert set(record["fit_cache"]) == {"key", "waiting_since"} and record["fit_cache"]["key"] == keys[0]
