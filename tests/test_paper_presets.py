@@ -1,12 +1,16 @@
 """The papers' presets: they compose to the published protocol, and run end to end on small files in the
 published layout (the full data sets are not on this machine)."""
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
 from benchmarks.run import execute
-from data_builders import write_omniglot_zip
+from conftest import ROOT
+from data_builders import fewshot_synsets, write_mini_imagenet_csv, write_omniglot_zip
 
 EVALUATION_ALPHABETS = ["Angelic", "Atemayar_Qelisayer", "Atlantean", "Aurek-Besh", "Avesta", "Ge_ez", "Glagolitic",
                         "Gurmukhi", "Kannada", "Keble", "Malayalam", "Manipuri", "Mongolian",
@@ -73,3 +77,53 @@ def test_matching_omniglot_preset_runs_on_background_and_evaluation_zips(compose
     assert record["status"] == "ok" and record["method"] == "matching_train20w1s"
     assert len(record["split"]["train_classes"]) == 40 and len(record["split"]["test_classes"]) == 80
     assert set(record["metrics"]) == {"acc_20w1s", "acc_20w5s"} and record["metrics"]["acc_20w1s"]["n"] == 20
+
+
+MINI_PRESET = Path(__file__).parent.parent / "conf" / "experiment" / "paper_protonet_mini_imagenet.yaml"
+
+
+def _sweep_choices(preset: Path, key: str) -> list[str]:
+    """The values a preset's Hydra sweep gives ``key``, as Hydra's own override parser reads them."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    value = OmegaConf.load(preset).hydra.sweeper.params[key]
+    return list(OverridesParser.create().parse_override(f"{key}={value}").sweep_string_iterator())
+
+
+@pytest.mark.parametrize("episode, way, shot", [("{n_way:30,k_shot:1}", 30, 1), ("{n_way:20,k_shot:5}", 20, 5)])
+def test_protonet_mini_imagenet_preset_is_the_papers_protocol(compose_cfg, episode, way, shot):
+    cfg = compose_cfg("experiment=paper_protonet_mini_imagenet", f"train_episode={episode}")
+    assert cfg.method.name == f"protonet_train{way}w{shot}s"
+    learner = cfg.method.learner
+    assert (learner.n_way, learner.k_shot, learner.n_query) == (way, shot, 15)
+    assert cfg.backbone._target_.endswith("Conv4") and cfg.budget.iterations == 20000
+    assert cfg.dataset.name == "mini_imagenet" and cfg.dataset.source.val_classes == "drop"
+    assert cfg.dataset.train_transform is None and cfg.dataset.source.transform.crop == 84
+    ev = cfg.protocol.evaluator
+    assert cfg.protocol.name == "fewshot_published" and ev.split._target_.endswith("PublishedSplit")
+    assert (ev.n_way, list(ev.shots), ev.n_query, ev.n_episodes) == (5, [1, 5], 15, 600)
+    # the sweep pairs each training way with its shot: two models, not the four of a product of the two
+    assert _sweep_choices(MINI_PRESET, "train_episode") == ["{n_way:30,k_shot:1}", "{n_way:20,k_shot:5}"]
+
+
+def test_protonet_mini_imagenet_sweep_runs_on_files_in_the_published_layout(tmp_path):
+    # 30 training classes (30-way episodes need 30) of 20 images, 2 validation and 5 test classes
+    synsets = fewshot_synsets(n_train=30, n_val=2, n_test=5)
+    write_mini_imagenet_csv(tmp_path / "data" / "mini-imagenet", synsets=synsets, per_class=20)
+    done = subprocess.run([sys.executable, "-m", "benchmarks.run", "-m", "experiment=paper_protonet_mini_imagenet",
+                           f"data_root={tmp_path / 'data'}", f"results_dir={tmp_path / 'results'}",
+                           "budget.iterations=3", "budget.episodes=10", "threads=1", "progress=false",
+                           # smaller than the paper's, for a quick test: 28x28 images, 2 training queries
+                           "dataset.source.transform.resize=28", "dataset.source.transform.crop=28",
+                           "method.learner.n_query=2"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").rglob("record.json")]
+    assert sorted(r["method"] for r in records) == ["protonet_train20w5s", "protonet_train30w1s"]
+    for record in records:
+        way, shot = (30, 1) if record["method"] == "protonet_train30w1s" else (20, 5)
+        learner = record["config"]["method"]["learner"]
+        assert record["status"] == "ok" and (learner["n_way"], learner["k_shot"]) == (way, shot)
+        assert record["study"] == "paper_protonet_mini_imagenet" and record["fit"]["iterations"] == 3
+        # trained on the 30 training classes, tested on the 5 test classes; the validation classes are left out
+        assert len(record["split"]["train_classes"]) == 30 and len(record["split"]["test_classes"]) == 5
+        assert set(record["metrics"]) == {"acc_5w1s", "acc_5w5s"} and record["metrics"]["acc_5w1s"]["n"] == 10
