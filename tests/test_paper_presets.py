@@ -80,6 +80,7 @@ def test_matching_omniglot_preset_runs_on_background_and_evaluation_zips(compose
 
 
 MINI_PRESET = Path(__file__).parent.parent / "conf" / "experiment" / "paper_protonet_mini_imagenet.yaml"
+MATCHING_MINI_PRESET = Path(__file__).parent.parent / "conf" / "experiment" / "paper_matching_mini_imagenet.yaml"
 
 
 def _sweep_choices(preset: Path, key: str) -> list[str]:
@@ -105,11 +106,28 @@ def test_protonet_mini_imagenet_preset_is_the_papers_protocol(compose_cfg, episo
     assert _sweep_choices(MINI_PRESET, "train_episode") == ["{n_way:30,k_shot:1}", "{n_way:20,k_shot:5}"]
 
 
-def test_protonet_mini_imagenet_sweep_runs_on_files_in_the_published_layout(tmp_path):
+@pytest.mark.parametrize("shot", [1, 5])
+def test_matching_mini_imagenet_preset_is_the_papers_protocol(compose_cfg, shot):
+    cfg = compose_cfg("experiment=paper_matching_mini_imagenet", f"method.learner.k_shot={shot}")
+    learner = cfg.method.learner
+    assert cfg.method.name == f"matching_fce_train5w{shot}s" and learner.fce is True and learner.scale == 1.0
+    assert (learner.n_way, learner.k_shot, learner.n_query) == (5, shot, 15)
+    assert cfg.backbone._target_.endswith("Conv4") and cfg.budget.iterations == 20000
+    assert cfg.dataset.name == "mini_imagenet" and cfg.dataset.source.val_classes == "drop"
+    ev = cfg.protocol.evaluator
+    assert cfg.protocol.name == "fewshot_published" and (ev.n_way, list(ev.shots), ev.n_query, ev.n_episodes) == \
+        (5, [1, 5], 15, 600)
+    assert _sweep_choices(MATCHING_MINI_PRESET, "method.learner.k_shot") == ["1", "5"]
+
+
+@pytest.mark.parametrize("preset, models", [
+    ("paper_protonet_mini_imagenet", {"protonet_train30w1s": (30, 1), "protonet_train20w5s": (20, 5)}),
+    ("paper_matching_mini_imagenet", {"matching_fce_train5w1s": (5, 1), "matching_fce_train5w5s": (5, 5)})])
+def test_mini_imagenet_paper_sweeps_run_on_files_in_the_published_layout(tmp_path, preset, models):
     # 30 training classes (30-way episodes need 30) of 20 images, 2 validation and 5 test classes
     synsets = fewshot_synsets(n_train=30, n_val=2, n_test=5)
     write_mini_imagenet_csv(tmp_path / "data" / "mini-imagenet", synsets=synsets, per_class=20)
-    done = subprocess.run([sys.executable, "-m", "benchmarks.run", "-m", "experiment=paper_protonet_mini_imagenet",
+    done = subprocess.run([sys.executable, "-m", "benchmarks.run", "-m", f"experiment={preset}",
                            f"data_root={tmp_path / 'data'}", f"results_dir={tmp_path / 'results'}",
                            "budget.iterations=3", "budget.episodes=10", "threads=1", "progress=false",
                            # smaller than the paper's, for a quick test: 28x28 images, 2 training queries
@@ -118,12 +136,11 @@ def test_protonet_mini_imagenet_sweep_runs_on_files_in_the_published_layout(tmp_
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").rglob("record.json")]
-    assert sorted(r["method"] for r in records) == ["protonet_train20w5s", "protonet_train30w1s"]
+    assert sorted(r["method"] for r in records) == sorted(models)  # one model per (way, shot) pair
     for record in records:
-        way, shot = (30, 1) if record["method"] == "protonet_train30w1s" else (20, 5)
         learner = record["config"]["method"]["learner"]
-        assert record["status"] == "ok" and (learner["n_way"], learner["k_shot"]) == (way, shot)
-        assert record["study"] == "paper_protonet_mini_imagenet" and record["fit"]["iterations"] == 3
+        assert record["status"] == "ok" and (learner["n_way"], learner["k_shot"]) == models[record["method"]]
+        assert record["study"] == preset and record["fit"]["iterations"] == 3
         # trained on the 30 training classes, tested on the 5 test classes; the validation classes are left out
         assert len(record["split"]["train_classes"]) == 30 and len(record["split"]["test_classes"]) == 5
         assert set(record["metrics"]) == {"acc_5w1s", "acc_5w5s"} and record["metrics"]["acc_5w1s"]["n"] == 10
