@@ -152,10 +152,12 @@ class FitCache:
                           "fit_cache_dir to a writable folder, or fit_cache=false") from exc
 
     @contextmanager
-    def lock(self, key: str, label: str = "this run", on_wait: Callable[[], None] | None = None) -> Iterator[float]:
+    def lock(self, key: str, label: str = "this run",
+             on_wait: Callable[[float | None], None] | None = None) -> Iterator[float]:
         """Hold the exclusive lock of ``key`` (blocking while another process holds it); yields the seconds
-        spent waiting for it (0.0 when it was free). ``on_wait`` is called when the wait begins. Lock files stay in place (removing one could let a
-        third run lock a new file while the second still holds the old one); they are empty. A lock that
+        spent waiting for it (0.0 when it was free). When it has to wait, ``on_wait(None)`` is called as the
+        wait begins and ``on_wait(seconds)`` when the lock is granted. Lock files stay in place (removing
+        one could let a third run lock a new file while the second still holds the old one); they are empty. A lock that
         cannot be taken (a read-only cache with no lock file yet, a file system without ``flock``) is a
         warning, and the run goes on without it. Closing the file releases the lock, whatever interrupts."""
         self.check_folder()
@@ -168,13 +170,15 @@ class FitCache:
                     try:
                         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     except BlockingIOError:
+                        if on_wait is not None:
+                            on_wait(None)
                         print(f"fit cache: {label} waits for another run fitting the same learner (key {key})",
                               file=sys.stderr, flush=True)
-                        if on_wait is not None:
-                            on_wait()
                         t0 = time.perf_counter()
                         fcntl.flock(fh, fcntl.LOCK_EX)
                         waited_s = time.perf_counter() - t0
+                        if on_wait is not None:
+                            on_wait(waited_s)
                     locked = True
                 except OSError as exc:
                     warnings.warn(f"fit cache: cannot lock {path} ({exc.strerror or exc}); runs of this learner "
@@ -187,7 +191,7 @@ class FitCache:
                 fh.close()  # closing releases it too, if an interrupt came between the grant and `locked`
 
     def fit_once(self, key: str, device: torch.device, fit: Callable[[], tuple[object, dict, float]],
-                 label: str = "this run", on_wait: Callable[[], None] | None = None) -> Fitted:
+                 label: str = "this run", on_wait: Callable[[float | None], None] | None = None) -> Fitted:
         """The learner stored under ``key``, or the one ``fit()`` returns as ``(learner, fit_dict, fit_s)``,
         then stored. A stored fit is loaded without the lock (it was written whole); otherwise under the
         key's lock: runs of one key in parallel fit it once, the others wait and load. A fit that cannot be

@@ -271,12 +271,16 @@ def fit_or_load(cfg: DictConfig, learner, split: Split, train: LabeledData, ctx:
                   precision=ctx.precision)
     label = f"{cfg.dataset.name} / {cfg.method.name} / {cfg.protocol.name} / seed {cfg.seed}" + \
         ("" if method == "method" else f", its judge ({OmegaConf.select(cfg, method).name}, seed {ctx.seed})")
-    # A run that fails or is stopped before the fit is in hand names the key in its record, and whether
-    # (since when) it was waiting for another run's fit of it.
+    # A run that fails or is stopped before the fit is in hand names the key in its record, and says whether
+    # it was waiting for another run's fit of it (waiting_since) or had waited before fitting it (waited_s).
     pending = record["fit_cache"] = {"key": key}
 
-    def waiting() -> None:
-        pending["waiting_since"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    def waiting(waited_s: float | None) -> None:
+        if waited_s is None:
+            pending["waiting_since"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        else:
+            del pending["waiting_since"]
+            pending["waited_s"] = round(waited_s, 3)
     got = FitCache(cfg.fit_cache_dir).fit_once(key, ctx.device, fit, label, on_wait=waiting)
     record["fit"], timings["fit_s"] = got.fit, got.fit_s
     record["fit_cache"] = {"key": key, "loaded": got.loaded} | \

@@ -234,39 +234,71 @@ def test_a_cache_folder_that_cannot_be_made_is_a_clear_error_among_the_checks(tm
     assert caught.value.simbench_phase == "checks"  # reported as a bad input, before the data is read
 
 
-def test_a_run_stopped_while_it_waits_for_another_run_s_fit_says_so_in_its_record(compose_cfg, tmp_path,
-                                                                                   monkeypatch):
-    import json
-    import signal
-    import subprocess
-    import sys
-
-    overrides = ["method=protonet", "protocol=fewshot", *SMALL]
-    cfg = compose_cfg(*overrides)
+def _key_of_run(cfg, monkeypatch) -> str:
+    """The fit-cache key the run of ``cfg`` would fit under (found in this process; nothing is fitted)."""
     keys = []
 
-    def key_only(self, key, *args, **kwargs):  # in this process: learn the run's key, fit nothing
+    def key_only(self, key, *args, **kwargs):
         keys.append(key)
         raise RuntimeError("key found")
     with monkeypatch.context() as patch:
         patch.setattr(FitCache, "fit_once", key_only)
         with pytest.raises(RuntimeError, match="key found"):
             execute(cfg)
-    stderr = tmp_path / "stderr.txt"
-    with FitCache(cfg.fit_cache_dir).lock(keys[0]), open(stderr, "w") as err:  # another run fits this learner
-        run = subprocess.Popen([sys.executable, "-m", "benchmarks.run", *overrides, f"results_dir={cfg.results_dir}",
-                                "progress=false"], cwd=Path(__file__).parent.parent, stdout=subprocess.DEVNULL,
-                               stderr=err)
-        for _ in range(2400):
-            if "waits for another run" in stderr.read_text() or run.poll() is not None:
-                break
-            time.sleep(0.05)
-        if "waits for another run" not in stderr.read_text():
-            run.kill()
-            pytest.fail(f"the run did not wait for the key's lock: {stderr.read_text()[-2000:]}")
+    return keys[0]
+
+
+def _run_waiting_for(cfg, overrides, stderr: Path):
+    """Start the run of ``cfg`` (made from ``overrides``) on the command line while this process holds its key;
+    return once it says it waits for the key's lock."""
+    import subprocess
+    import sys
+    err = open(stderr, "w")
+    run = subprocess.Popen([sys.executable, "-m", "benchmarks.run", *overrides, f"results_dir={cfg.results_dir}",
+                            "progress=false"], cwd=Path(__file__).parent.parent, stdout=subprocess.DEVNULL, stderr=err)
+    err.close()
+    for _ in range(2400):
+        if "waits for another run" in stderr.read_text() or run.poll() is not None:
+            break
+        time.sleep(0.05)
+    if "waits for another run" not in stderr.read_text():
+        run.kill()
+        pytest.fail(f"the run did not wait for the key's lock: {stderr.read_text()[-2000:]}")
+    return run
+
+
+def _record(cfg) -> dict:
+    import json
+    return json.loads((Path(cfg.run_dir) / "record.json").read_text())
+
+
+def test_a_run_stopped_while_it_waits_for_another_run_s_fit_says_so_in_its_record(compose_cfg, tmp_path,
+                                                                                   monkeypatch):
+    import signal
+    overrides = ["method=protonet", "protocol=fewshot", *SMALL]
+    cfg = compose_cfg(*overrides)
+    key = _key_of_run(cfg, monkeypatch)
+    with FitCache(cfg.fit_cache_dir).lock(key):  # another run is fitting this learner
+        run = _run_waiting_for(cfg, overrides, tmp_path / "stderr.txt")
         run.send_signal(signal.SIGINT)  # Ctrl-C while it waits
         run.wait(60)
-    record = json.loads((Path(cfg.run_dir) / "record.json").read_text())
+    record = _record(cfg)
     assert record["status"] == "failed" and record["error"]["type"] == "KeyboardInterrupt"
     assert record["error"]["phase"] == "fit"
-    assert set(record["fit_cache"]) == {"key", "waiting_since"} and record["fit_cache"]["key"] == keys[0]
+    assert set(record["fit_cache"]) == {"key", "waiting_since"} and record["fit_cache"]["key"] == key
+
+
+def test_a_run_that_waited_then_failed_its_own_fit_says_it_waited_not_that_it_waits(compose_cfg, tmp_path,
+                                                                                   monkeypatch):
+    """The other run released the key without storing a fit: this one fitted it itself, and its fit failed."""
+    overrides = ["method=protonet", "protocol=fewshot", "method.learner.optimizer.lr=-1", *SMALL]
+    cfg = compose_cfg(*overrides)
+    key = _key_of_run(cfg, monkeypatch)
+    with FitCache(cfg.fit_cache_dir).lock(key):
+        run = _run_waiting_for(cfg, overrides, tmp_path / "stderr.txt")
+        time.sleep(0.5)
+    run.wait(120)  # the lock released: it fits, and torch refuses the negative learning rate
+    record = _record(cfg)
+    assert record["status"] == "failed" and record["error"]["phase"] == "fit"
+    assert "learning rate" in record["error"]["message"].lower()
+    assert set(record["fit_cache"]) == {"key", "waited_s"} and record["fit_cache"]["waited_s"] >= 0.5
