@@ -210,3 +210,6 @@ def test_a_failure_while_the_judge_trains_is_a_training_failure(compose_cfg, tmp
                             "study=judgefails", *TINY))
     record = json.loads(next((tmp_path / "results" / "runs" / "judgefails").rglob("record.json")).read_text())
     assert record["error"]["phase"] == "fit" and "Traceback" in record["error"]["traceback"]
+    # the failed record names the judge it was fitting and the judge's fit-cache key (where its lock is)
+    assert record["judge"]["method"] == "triplet" and record["judge"]["seed"] == 0
+    assert set(record["judge"]["fit_cache"]) == {"key"} and "fit_cache" not in record
