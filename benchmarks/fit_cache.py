@@ -12,11 +12,11 @@ atomically (a killed run leaves no half file); an unreadable cache file is ignor
 ``fit_cache=false`` turns the cache off; ``fit_cache_dir`` says where it lives.
 
 Runs of a parallel sweep (joblib, submitit) often start two protocols of the same (method, seed) at once.
-``FitCache.fit_once`` holds an exclusive lock per key (``flock`` on ``<key>.lock`` beside the fit) from the
-cache lookup to the store, so the second run waits for the first one's fit and loads it instead of training
-the same learner a second time. The lock goes with its holder: a run that crashes or is killed releases it,
-and the waiting run then looks again (and fits, if nothing was stored). Where ``fcntl`` is missing
-(Windows), runs do not wait for each other; they only repeat work.
+``FitCache.fit_once`` holds an exclusive lock per key (``filelock`` on ``<key>.lock`` beside the fit; it locks
+on Windows too, though only Linux is tested here) from the cache lookup to the store, so the second run waits
+for the first one's fit and loads it instead of training the same learner a second time. The lock goes with
+its holder: a run that crashes or is killed releases it, and the waiting run then looks again (and fits, if
+nothing was stored).
 """
 from __future__ import annotations
 
@@ -32,12 +32,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator
 
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks, runs of one key may both fit
-    fcntl = None
-
 import torch
+from filelock import FileLock, Timeout
 
 from benchmarks.records import atomic_write, config_hash
 
@@ -156,39 +152,33 @@ class FitCache:
              on_wait: Callable[[float | None], None] | None = None) -> Iterator[float]:
         """Hold the exclusive lock of ``key`` (blocking while another process holds it); yields the seconds
         spent waiting for it (0.0 when it was free). When it has to wait, ``on_wait(None)`` is called as the
-        wait begins and ``on_wait(seconds)`` when the lock is granted. Lock files stay in place (removing
-        one could let a third run lock a new file while the second still holds the old one); they are empty. A lock that
-        cannot be taken (a read-only cache with no lock file yet, a file system without ``flock``) is a
-        warning, and the run goes on without it. Closing the file releases the lock, whatever interrupts."""
+        wait begins and ``on_wait(seconds)`` when the lock is granted. The lock is ``filelock``'s on
+        ``<key>.lock``; a lock that cannot be taken (a read-only cache with no lock file yet, a file system
+        that refuses locks) is a warning, and the run goes on without it. It is released whatever
+        interrupts the run, and by the operating system if the run is killed."""
         self.check_folder()
-        path, fh, locked, waited_s = self.root / f"{key}.lock", None, False, 0.0
+        path = self.root / f"{key}.lock"
+        file_lock, waited_s = FileLock(str(path)), 0.0
         try:
-            if fcntl is not None:
-                try:
-                    # an existing lock file opened read-only locks as well (a read-only cache of shared fits)
-                    fh = open(path, "a") if os.access(self.root, os.W_OK) or not path.exists() else open(path)
-                    try:
-                        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except BlockingIOError:
-                        if on_wait is not None:
-                            on_wait(None)
-                        print(f"fit cache: {label} waits for another run fitting the same learner (key {key})",
-                              file=sys.stderr, flush=True)
-                        t0 = time.perf_counter()
-                        fcntl.flock(fh, fcntl.LOCK_EX)
-                        waited_s = time.perf_counter() - t0
-                        if on_wait is not None:
-                            on_wait(waited_s)
-                    locked = True
-                except OSError as exc:
-                    warnings.warn(f"fit cache: cannot lock {path} ({exc.strerror or exc}); runs of this learner "
-                                  "in parallel will not wait for each other's fit")
+            try:
+                file_lock.acquire(timeout=0)
+            except Timeout:
+                if on_wait is not None:
+                    on_wait(None)
+                print(f"fit cache: {label} waits for another run fitting the same learner (key {key})",
+                      file=sys.stderr, flush=True)
+                t0 = time.perf_counter()
+                file_lock.acquire()
+                waited_s = time.perf_counter() - t0
+                if on_wait is not None:
+                    on_wait(waited_s)
+            except OSError as exc:
+                warnings.warn(f"fit cache: cannot lock {path} ({exc.strerror or exc}); runs of this learner "
+                              "in parallel will not wait for each other's fit")
             yield waited_s
         finally:
-            if locked:  # explicitly: a process forked while it was held (a data loader's worker) shares it
-                fcntl.flock(fh, fcntl.LOCK_UN)
-            if fh is not None:
-                fh.close()  # closing releases it too, if an interrupt came between the grant and `locked`
+            if file_lock.is_locked:
+                file_lock.release()
 
     def fit_once(self, key: str, device: torch.device, fit: Callable[[], tuple[object, dict, float]],
                  label: str = "this run", on_wait: Callable[[float | None], None] | None = None) -> Fitted:

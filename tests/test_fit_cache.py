@@ -181,6 +181,29 @@ def test_a_failed_fit_in_a_long_lived_process_releases_the_key(tmp_path):
     assert other.exitcode == 0 and out.get(timeout=10)[:2] == (False, {"iterations": 3})
 
 
+def test_a_process_forked_while_the_lock_is_held_does_not_keep_it(tmp_path):
+    """A run forks helpers while it fits (a data loader's workers): once the run releases the key, another
+    run gets it at once, although a helper still alive inherited the lock's file."""
+    mp = _children()
+    out, release = mp.Queue(), tmp_path / "release"
+    release.touch()
+    with FitCache(tmp_path).lock("k"):
+        helper = mp.Process(target=time.sleep, args=(60,))
+        helper.start()
+    try:
+        other = mp.Process(target=_fit_once_in_child,
+                           args=(tmp_path, "k", tmp_path / "fits.log", mp.Event(), release, False, out))
+        other.start()
+        other.join(20)
+        still_waiting = other.is_alive()
+        if still_waiting:
+            other.kill()
+        assert not still_waiting, "the key stayed locked by the forked helper after the run released it"
+        assert other.exitcode == 0 and out.get(timeout=10)[0] is False
+    finally:
+        helper.kill()
+
+
 def test_a_stored_fit_loads_without_the_lock(tmp_path, monkeypatch):
     """A read-only cache of fits made elsewhere: loading needs no lock file (none can be written there)."""
     import benchmarks.fit_cache as fc
@@ -196,20 +219,25 @@ def test_a_stored_fit_loads_without_the_lock(tmp_path, monkeypatch):
     assert fc.FitCache(tmp_path).path("k").exists() and not (tmp_path / "k.lock").exists()
 
 
-@pytest.mark.parametrize("failure", ["open", "flock"])
-def test_a_lock_that_cannot_be_taken_warns_and_the_run_fits(tmp_path, monkeypatch, failure):
-    """A cache folder where no lock file can be written, or a file system without flock: the run fits alone."""
-    import types
-
+@pytest.mark.parametrize("errno, reason", [(30, "Read-only file system"), (37, "No locks available")])
+def test_a_lock_that_cannot_be_taken_warns_and_the_run_fits(tmp_path, monkeypatch, errno, reason):
+    """A cache folder where no lock file can be written, or a file system that refuses locks: the run fits
+    alone, with a warning that names the lock file and the reason."""
     import benchmarks.fit_cache as fc
 
-    def refused(*args, **kwargs):
-        raise OSError(30 if failure == "open" else 37, "Read-only file system" if failure == "open" else "No locks")
-    if failure == "open":
-        monkeypatch.setattr(fc, "open", refused, raising=False)
-    else:
-        monkeypatch.setattr(fc, "fcntl", types.SimpleNamespace(flock=refused, LOCK_EX=2, LOCK_NB=4, LOCK_UN=8))
-    with pytest.warns(UserWarning, match="cannot lock .*k.lock .*(Read-only file system|No locks)"):
+    class RefusedLock:
+        is_locked = False
+
+        def __init__(self, path):
+            self.path = path
+
+        def acquire(self, timeout=None):
+            raise OSError(errno, reason, self.path)
+
+        def release(self):
+            pytest.fail("released a lock that was never taken")
+    monkeypatch.setattr(fc, "FileLock", RefusedLock)
+    with pytest.warns(UserWarning, match=f"cannot lock .*k.lock .*{reason}"):
         got = FitCache(tmp_path).fit_once("k", torch.device("cpu"), lambda: ({"w": 2}, {"iterations": 1}, 0.5))
     assert not got.loaded and got.learner == {"w": 2} and got.waited_s == 0.0
     assert FitCache(tmp_path).load("k", torch.device("cpu"))[1] == {"iterations": 1}  # stored all the same
