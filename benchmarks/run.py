@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -22,6 +24,7 @@ import hydra
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from benchmarks import VALIDATION_TAG, checkpoints, episode_tag
 from benchmarks.checkpoints import CHECKPOINT_TAG
@@ -140,6 +143,34 @@ def _check_same_data_set(previous: dict | None, identity: dict, run_dir: Path) -
                 f"its own name (dataset.name=...) so that neither replaces the other's records")
 
 
+class ConfigResolutionError(ValueError):
+    """A configuration whose ``${...}`` references cannot be filled in (found before anything is read or written)."""
+
+
+_NOT_A_GROUP = re.compile(r"node `([^`]+)` is not a container")
+
+
+def check_resolves(cfg: DictConfig) -> None:
+    """Fill in every ``${...}`` reference of ``cfg`` now, so that an override that breaks one (a single value
+    where a preset keeps a group of settings, ``train_episode=30w1s`` for ``{n_way: 30, k_shot: 1}``) is a
+    one-line error that names the setting and the form it takes, not OmegaConf's traceback from deep inside
+    the run."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        where = getattr(exc, "full_key", None) or "?"
+        cause = str(getattr(exc, "msg", None) or exc).splitlines()[0]
+        cause = cause.split(" raised while resolving interpolation: ", 1)[-1]
+        hint = "check the overrides that set what it refers to"
+        group = _NOT_A_GROUP.search(cause)
+        if group is not None:
+            name = group.group(1)
+            value = OmegaConf.select(cfg, name, default=None, throw_on_resolution_failure=False)
+            hint = (f"{name} is {value!r}, but {where} reads settings from inside it: give it as a group, "
+                    f"e.g. '{name}={{key:value,...}}' (the preset shows its keys)")
+        raise ConfigResolutionError(f"the configuration cannot be filled in at {where}: {cause}; {hint}") from None
+
+
 def execute(cfg: DictConfig) -> dict:
     """Run one configuration and return its record (also written to ``cfg.run_dir``)."""
     cfg = copy.deepcopy(cfg)  # sizes known only at run time are filled in below; leave the caller's config alone
@@ -147,6 +178,7 @@ def execute(cfg: DictConfig) -> dict:
     if cfg.get("from_run") is not None:  # evaluate a saved learner: what it was trained with comes from its run
         saved = checkpoints.load(cfg.from_run, device=pick_device(cfg.device))
         cfg = checkpoints.adopt(cfg, saved)
+    check_resolves(cfg)
     run_dir = Path(cfg.run_dir)
     identity = _identity(cfg)
     if saved is not None:  # a re-trained saved run is another model: its re-evaluation is another run
@@ -421,6 +453,9 @@ def main(cfg: DictConfig) -> float | None:
     try:
         record = execute(cfg)
     except Exception as exc:  # noqa: BLE001 - the record says failed; an Optuna trial then fails alone
+        if isinstance(exc, ConfigResolutionError) and _single_run():  # nothing was read or written: no record
+            print(f"[failed] {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
         direction = _optuna_direction()
         if objective is None or direction is None:
             if _single_run() and _said_enough(exc):

@@ -46,6 +46,27 @@ def test_a_bad_input_on_the_command_line_is_one_clear_line_not_a_traceback(tmp_p
     assert f"its traceback is in {tmp_path / 'record.json'}" in done.stdout
 
 
+def test_a_single_value_where_a_preset_keeps_a_group_is_one_clear_line(tmp_path):
+    """``train_episode=30w1s`` on a preset whose learner reads ``train_episode.n_way``: refused before any data
+    is read, naming the setting, its value and the form it takes, without OmegaConf's traceback."""
+    done = _cli("experiment=paper_protonet_mini_imagenet", "train_episode=30w1s",
+                f"data_root={tmp_path / 'no_data'}", f"results_dir={tmp_path / 'results'}")
+    assert done.returncode == 1
+    assert ("[failed] the configuration cannot be filled in at method.name: Error trying to access "
+            "train_episode.n_way") in done.stderr
+    assert "train_episode is '30w1s', but method.name reads settings from inside it: give it as a group, " \
+           "e.g. 'train_episode={key:value,...}'" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not list((tmp_path / "results").rglob("record*.json"))
+
+
+def test_a_reference_to_a_setting_that_is_not_there_names_it(compose_cfg):
+    from benchmarks.run import ConfigResolutionError
+    cfg = compose_cfg("dataset=digits", "method=protonet", "protocol=fewshot", "+method.learner.note=${nowhere}")
+    with pytest.raises(ConfigResolutionError, match=r"cannot be filled in at method\.learner\.note: .*nowhere"):
+        execute(cfg)
+
+
 def test_a_failure_inside_training_keeps_the_traceback(tmp_path):
     """An error raised inside fitting (here torch's optimizer refusing a negative rate) may be a bug: Hydra's
     report with the traceback stays, so that one sees where it came from."""
