@@ -36,6 +36,7 @@ def require_real_data() -> bool:
 # project's own results/ (a run, a Hydra log folder, a fit-cache file, a committed reference) fails the session.
 # Checked once, by the process that runs the session (pytest-xdist's controller, or pytest alone).
 _RESULTS = ROOT / "results"
+TOUCHED = "written under results/"
 
 
 def results_state(folder: Path) -> dict[Path, int]:
@@ -68,6 +69,9 @@ def pytest_sessionfinish(session, exitstatus):
     if before is not None:
         session.config._results_touched = changes = results_changes(before, results_state(_RESULTS))
         session.exitstatus = guarded_exit_status(session.exitstatus, changes)
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if changes and reporter is not None:  # pytest's closing count line then ends "..., N written under results/"
+            reporter.stats.setdefault(TOUCHED, []).extend(changes)
 
 
 @pytest.hookimpl(trylast=True)  # after the other summary sections (pytest's pass/fail count line comes after it)
