@@ -158,20 +158,25 @@ class FitCache:
         interrupts the run, and by the operating system if the run is killed."""
         self.check_folder()
         path = self.root / f"{key}.lock"
-        file_lock, waited_s = FileLock(str(path)), 0.0
+        # no soft (marker-file) lock where the file system has no flock: a marker left by a run killed on
+        # another node would block every later run of the key; without a lock the run only repeats work
+        file_lock, waited_s, busy = FileLock(str(path), fallback_to_soft=False), 0.0, False
         try:
             try:
-                file_lock.acquire(timeout=0)
-            except Timeout:
-                if on_wait is not None:
-                    on_wait(None)
-                print(f"fit cache: {label} waits for another run fitting the same learner (key {key})",
-                      file=sys.stderr, flush=True)
-                t0 = time.perf_counter()
-                file_lock.acquire()
-                waited_s = time.perf_counter() - t0
-                if on_wait is not None:
-                    on_wait(waited_s)
+                try:
+                    file_lock.acquire(timeout=0)
+                except Timeout:
+                    busy = True
+                if busy:  # waited for outside the handler: an interrupt then is not chained to the Timeout
+                    if on_wait is not None:
+                        on_wait(None)
+                    print(f"fit cache: {label} waits for another run fitting the same learner (key {key})",
+                          file=sys.stderr, flush=True)
+                    t0 = time.perf_counter()
+                    file_lock.acquire()
+                    waited_s = time.perf_counter() - t0
+                    if on_wait is not None:
+                        on_wait(waited_s)
             except OSError as exc:
                 warnings.warn(f"fit cache: cannot lock {path} ({exc.strerror or exc}); runs of this learner "
                               "in parallel will not wait for each other's fit")

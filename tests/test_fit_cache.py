@@ -1,4 +1,5 @@
 """Train once, evaluate under every protocol: the fit cache loads a learner only for the very same fit."""
+import re
 import time
 import warnings
 from pathlib import Path
@@ -219,27 +220,47 @@ def test_a_stored_fit_loads_without_the_lock(tmp_path, monkeypatch):
     assert fc.FitCache(tmp_path).path("k").exists() and not (tmp_path / "k.lock").exists()
 
 
-@pytest.mark.parametrize("errno, reason", [(30, "Read-only file system"), (37, "No locks available")])
-def test_a_lock_that_cannot_be_taken_warns_and_the_run_fits(tmp_path, monkeypatch, errno, reason):
-    """A cache folder where no lock file can be written, or a file system that refuses locks: the run fits
-    alone, with a warning that names the lock file and the reason."""
-    import benchmarks.fit_cache as fc
+@pytest.mark.parametrize("refused, code", [("open", "EROFS"), ("flock", "ENOLCK"), ("flock", "ENOSYS")])
+def test_a_lock_that_cannot_be_taken_warns_and_the_run_fits(tmp_path, monkeypatch, refused, code):
+    """A cache folder where no lock file can be written (EROFS), a file system that refuses locks (ENOLCK: NFS
+    without a lock daemon) or has none (ENOSYS): the run fits alone, with a warning that names the lock file
+    and the reason, instead of waiting for a lock nobody holds."""
+    import errno
+    import fcntl
+    import os
 
-    class RefusedLock:
-        is_locked = False
+    number = getattr(errno, code)
+    if refused == "open":
+        real_open = os.open
 
-        def __init__(self, path):
-            self.path = path
+        def refusing_open(path, flags, *args, **kwargs):
+            if str(path).endswith(".lock"):
+                raise OSError(number, os.strerror(number), str(path))
+            return real_open(path, flags, *args, **kwargs)
+        monkeypatch.setattr(os, "open", refusing_open)
+    else:
+        real_flock = fcntl.flock
 
-        def acquire(self, timeout=None):
-            raise OSError(errno, reason, self.path)
+        def refusing_flock(fd, operation):
+            if operation & fcntl.LOCK_UN:
+                return real_flock(fd, operation)
+            raise OSError(number, os.strerror(number))
+        monkeypatch.setattr(fcntl, "flock", refusing_flock)
+    got, caught = {}, []
 
-        def release(self):
-            pytest.fail("released a lock that was never taken")
-    monkeypatch.setattr(fc, "FileLock", RefusedLock)
-    with pytest.warns(UserWarning, match=f"cannot lock .*k.lock .*{reason}"):
-        got = FitCache(tmp_path).fit_once("k", torch.device("cpu"), lambda: ({"w": 2}, {"iterations": 1}, 0.5))
-    assert not got.loaded and got.learner == {"w": 2} and got.waited_s == 0.0
+    def run():
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            got["fit"] = FitCache(tmp_path).fit_once("k", torch.device("cpu"),
+                                                     lambda: ({"w": 2}, {"iterations": 1}, 0.5))
+        caught.extend(str(w.message) for w in seen)
+    import threading
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(20)
+    assert not worker.is_alive(), "the run waits for a lock that nobody holds"
+    assert any(re.search(rf"cannot lock .*k\.lock .*{re.escape(os.strerror(number))}", m) for m in caught), caught
+    assert not got["fit"].loaded and got["fit"].learner == {"w": 2} and got["fit"].waited_s == 0.0
     assert FitCache(tmp_path).load("k", torch.device("cpu"))[1] == {"iterations": 1}  # stored all the same
 
 
@@ -314,6 +335,7 @@ def test_a_run_stopped_while_it_waits_for_another_run_s_fit_says_so_in_its_recor
     assert record["status"] == "failed" and record["error"]["type"] == "KeyboardInterrupt"
     assert record["error"]["phase"] == "fit"
     assert set(record["fit_cache"]) == {"key", "waiting_since"} and record["fit_cache"]["key"] == key
+    assert "Timeout" not in record["error"]["traceback"]  # a plain interruption, not one chained to the lock's
 
 
 def test_a_run_that_waited_then_failed_its_own_fit_says_it_waited_not_that_it_waits(compose_cfg, tmp_path,
