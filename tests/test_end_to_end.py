@@ -63,6 +63,24 @@ def test_rerun_skips_existing_record(compose_cfg, capsys):
     assert second["started"] == first["started"]
 
 
+def test_written_files_get_the_permissions_of_any_new_file(compose_cfg, tmp_path):
+    """Records, models, fits, curves and tables are written through temporary files (mkstemp makes them 0600):
+    each gets what open() would give it under the process's umask, so a shared results folder stays readable."""
+    import os
+    mask = os.umask(0o022)
+    os.umask(mask)
+    cfg = compose_cfg("method=protonet", "protocol=verification", *SMALL)
+    execute(cfg)
+    build("e2e", results_dir=Path(cfg.results_dir))
+    written = [p for p in Path(cfg.results_dir).rglob("*") if p.is_file() and "hydra" not in p.parts]
+    kinds = {p.suffix for p in written}
+    assert {".json", ".pt", ".csv", ".md", ".npz"} <= kinds, kinds
+    assert any(p.parent == Path(cfg.fit_cache_dir) and p.suffix == ".pt" for p in written)
+    modes = {str(p.relative_to(cfg.results_dir)): oct(p.stat().st_mode & 0o777) for p in written
+             if p.suffix != ".lock"}
+    assert set(modes.values()) == {oct(0o666 & ~mask)}, modes
+
+
 def test_report_and_figures(compose_cfg, tmp_path, capsys):
     for method in ("raw", "untrained", "protonet"):
         for protocol in ("fewshot", "verification", "retrieval", "knn"):
