@@ -141,6 +141,9 @@ class FitCache:
 
     def check_folder(self) -> None:
         """Create the cache folder, or fail with what to do (run among a run's checks, before any data)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise OSError(f"fit cache: {self.root} is a file, not a folder: set fit_cache_dir to a folder, or "
+                          "fit_cache=false")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

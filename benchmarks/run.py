@@ -171,6 +171,20 @@ def check_resolves(cfg: DictConfig) -> None:
         raise ConfigResolutionError(f"the configuration cannot be filled in at {where}: {cause}; {hint}") from None
 
 
+def check_fit_cache_settings(cfg: DictConfig) -> None:
+    """``fit_cache`` is true or false, and when true ``fit_cache_dir`` is a folder that can be made."""
+    enabled = cfg.get("fit_cache", False)
+    if not isinstance(enabled, bool):
+        raise ValueError(f"fit_cache is {enabled!r}: give fit_cache=true or fit_cache=false")
+    if not enabled:
+        return
+    folder = cfg.get("fit_cache_dir")
+    if folder is None or not str(folder).strip():
+        raise ValueError("fit_cache_dir is empty: give the folder that keeps the fitted learners "
+                         "(fit_cache_dir=PATH; the default is ${results_dir}/fits), or fit_cache=false")
+    FitCache(folder).check_folder()
+
+
 def execute(cfg: DictConfig) -> dict:
     """Run one configuration and return its record (also written to ``cfg.run_dir``)."""
     cfg = copy.deepcopy(cfg)  # sizes known only at run time are filled in below; leave the caller's config alone
@@ -207,8 +221,7 @@ def execute(cfg: DictConfig) -> dict:
         device = pick_device(cfg.device)
         record["device"] = describe_device(device)
         record["threads"] = set_threads(cfg.get("threads"))
-        if cfg.get("fit_cache", False):
-            FitCache(cfg.fit_cache_dir).check_folder()
+        check_fit_cache_settings(cfg)
         seed_everything(cfg.seed)
         protocol = build(cfg.protocol.evaluator)
         split = prepare_split(cfg, protocol, transform=saved.transform if saved is not None else None)

@@ -283,6 +283,22 @@ def test_a_cache_folder_that_cannot_be_made_is_a_clear_error_among_the_checks(tm
     assert caught.value.simbench_phase == "checks"  # reported as a bad input, before the data is read
 
 
+@pytest.mark.parametrize("override, message", [
+    ("fit_cache_dir=A_FILE", r"fit cache: .*a_file is a file, not a folder: set fit_cache_dir to a folder"),
+    ("fit_cache_dir=", r"fit_cache_dir is empty: give the folder .*, or fit_cache=false"),
+    ("fit_cache_dir=null", r"fit_cache_dir is empty"),
+    ("fit_cache=no", r"fit_cache is 'no': give fit_cache=true or fit_cache=false")])
+def test_a_bad_cache_setting_is_refused_among_the_checks(tmp_path, compose_cfg, override, message):
+    """An empty folder would scatter fits in the working directory, and fit_cache=no would leave it on."""
+    (tmp_path / "a_file").write_text("")
+    cfg = compose_cfg("method=protonet", "protocol=fewshot", override.replace("A_FILE", str(tmp_path / "a_file")),
+                      *SMALL)
+    with pytest.raises(OSError if "A_FILE" in override else ValueError, match=message) as caught:
+        execute(cfg)
+    assert caught.value.simbench_phase == "checks"
+    assert not list(Path.cwd().glob("*.lock")) and not (Path(cfg.run_dir) / "model.pt").exists()
+
+
 def _key_of_run(cfg, monkeypatch) -> str:
     """The fit-cache key the run of ``cfg`` would fit under (found in this process; nothing is fitted)."""
     keys = []
