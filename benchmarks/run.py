@@ -148,6 +148,7 @@ class ConfigResolutionError(ValueError):
 
 
 _NOT_A_GROUP = re.compile(r"node `([^`]+)` is not a container")
+_MISSING = re.compile(r"Missing mandatory value: ([\w.\[\]]+)")
 
 
 def check_resolves(cfg: DictConfig) -> None:
@@ -160,14 +161,17 @@ def check_resolves(cfg: DictConfig) -> None:
     except OmegaConfBaseException as exc:
         where = getattr(exc, "full_key", None) or "?"
         cause = str(getattr(exc, "msg", None) or exc).splitlines()[0]
-        cause = cause.split(" raised while resolving interpolation: ", 1)[-1]
+        cause = re.split(r" (?:raised )?while resolving interpolation: ", cause, maxsplit=1)[-1]
         hint = "check the overrides that set what it refers to"
-        group = _NOT_A_GROUP.search(cause)
+        group, missing = _NOT_A_GROUP.search(cause), _MISSING.search(cause)
         if group is not None:
             name = group.group(1)
             value = OmegaConf.select(cfg, name, default=None, throw_on_resolution_failure=False)
-            hint = (f"{name} is {value!r}, but {where} reads settings from inside it: give it as a group, "
+            shown = "null" if value is None else repr(value)
+            hint = (f"{name} is {shown}, but {where} reads settings from inside it: give it as a group, "
                     f"e.g. '{name}={{key:value,...}}' (the preset shows its keys)")
+        elif missing is not None:
+            hint = f"{missing.group(1)} has no default: give it on the command line ({missing.group(1)}=...)"
         raise ConfigResolutionError(f"the configuration cannot be filled in at {where}: {cause}; {hint}") from None
 
 
@@ -466,9 +470,11 @@ def main(cfg: DictConfig) -> float | None:
     try:
         record = execute(cfg)
     except Exception as exc:  # noqa: BLE001 - the record says failed; an Optuna trial then fails alone
-        if isinstance(exc, ConfigResolutionError) and _single_run():  # nothing was read or written: no record
-            print(f"[failed] {exc}", file=sys.stderr)
-            raise SystemExit(1) from None
+        if isinstance(exc, ConfigResolutionError):  # nothing was read or written: no record to point at
+            if _single_run():
+                print(f"[failed] {exc}", file=sys.stderr)
+                raise SystemExit(1) from None
+            raise  # every trial of a search would fail alike: the sweep stops instead of scoring it the worst
         direction = _optuna_direction()
         if objective is None or direction is None:
             if _single_run() and _said_enough(exc):

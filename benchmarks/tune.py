@@ -1,7 +1,7 @@
 """Tune every learner with the same budget on validation classes, then test the chosen values over seeds.
 
-    python -m benchmarks.tune tune_digits_retrieval             # conf/tune/tune_digits_retrieval.yaml
-    python -m benchmarks.tune tune_digits_retrieval --dry-run   # check the plan and the search spaces only
+    python -m benchmarks.tune tune_digits_knn             # conf/tune/tune_digits_knn.yaml
+    python -m benchmarks.tune tune_digits_knn --dry-run   # check the plan and the search spaces only
 
 The discipline of Musgrave et al.'s "metric learning reality check": hyperparameters are chosen on a
 validation split of the *training* classes (``validation=true``: the protocol's own split applied to the
@@ -98,6 +98,13 @@ def check_space(plan: dict, method: str, space: dict[str, str]) -> None:
                           return_hydra_config=True)
         except Exception as exc:
             raise TuneError(f"{plan['path']}: base {plan['base']} with method={method}: {exc}") from None
+    from benchmarks.run import ConfigResolutionError, check_resolves
+
+    job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # what each trial's run is given
+    try:
+        check_resolves(job)
+    except ConfigResolutionError as exc:
+        raise TuneError(f"{plan['path']}: base {plan['base']} with method={method}: {exc}") from None
     for key in space:
         if OmegaConf.select(cfg, key, default="<missing>") == "<missing>":
             raise TuneError(f"conf/search_space/{method}.yaml: {key} is not a key of the {method} config; "

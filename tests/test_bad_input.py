@@ -60,10 +60,17 @@ def test_a_single_value_where_a_preset_keeps_a_group_is_one_clear_line(tmp_path)
     assert not list((tmp_path / "results").rglob("record*.json"))
 
 
-def test_a_reference_to_a_setting_that_is_not_there_names_it(compose_cfg):
+@pytest.mark.parametrize("overrides, message", [
+    (["dataset=digits", "+method.learner.note=${nowhere}"],
+     r"cannot be filled in at method\.learner\.note: Interpolation key 'nowhere' not found; check the overrides"),
+    (["dataset=arrays"], r"cannot be filled in at dataset\.name: Missing mandatory value: dataset\.path; "
+                         r"dataset\.path has no default: give it on the command line \(dataset\.path=\.\.\.\)"),
+    (["experiment=paper_protonet_mini_imagenet", "train_episode=null"],
+     r"train_episode is null, but method\.name reads settings from inside it")])
+def test_a_reference_that_cannot_be_filled_in_names_the_setting_and_what_to_give(compose_cfg, overrides, message):
     from benchmarks.run import ConfigResolutionError
-    cfg = compose_cfg("dataset=digits", "method=protonet", "protocol=fewshot", "+method.learner.note=${nowhere}")
-    with pytest.raises(ConfigResolutionError, match=r"cannot be filled in at method\.learner\.note: .*nowhere"):
+    cfg = compose_cfg("method=protonet", "protocol=fewshot", *overrides)
+    with pytest.raises(ConfigResolutionError, match=message):
         execute(cfg)
 
 

@@ -102,6 +102,24 @@ def test_bad_plans_and_search_spaces_are_refused(tmp_path):
         check_space(plan, "triplet", {"method.learner.optimizer.lrr": "interval(0.1, 1)"})
 
 
+def test_a_base_whose_references_cannot_be_filled_in_is_refused_by_the_dry_run(tmp_path):
+    plan = {"path": tmp_path / "p.yaml", "base": [*BASE, "+method.learner.note=${nowhere}"]}
+    with pytest.raises(TuneError, match=r"with method=triplet: the configuration cannot be filled in at "
+                                        r"method\.learner\.note: Interpolation key 'nowhere' not found"):
+        check_space(plan, "triplet", {})
+
+
+def test_a_configuration_error_stops_an_optuna_search_instead_of_scoring_every_trial_the_worst(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "benchmarks.run", "-m", "hydra/sweeper=optuna", *BASE, "method=raw",
+                           "objective=knn_error", "hydra.sweeper.direction=minimize", "hydra.sweeper.n_trials=2",
+                           "+method.learner.note=${nowhere}", f"results_dir={tmp_path}",
+                           f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "cannot be filled in at method.learner.note" in done.stderr
+    assert "[trial failed]" not in done.stdout and not (tmp_path / "sweep" / "optimization_results.yaml").exists()
+
+
 @pytest.mark.parametrize("space", sorted(p.stem for p in (CONF / "search_space").glob("*.yaml")))
 def test_every_shipped_search_space_names_keys_of_its_method(space):
     keys = search_space(space)
