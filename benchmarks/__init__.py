@@ -43,20 +43,32 @@ def _stem(path) -> str:
     return Path(str(path)).stem
 
 
+_FILE_DIGESTS: dict[tuple, str] = {}  # (file, size, mtime, inode) -> digest: a run resolves it several times
+
+
 def _file_digest(path) -> str:
     """sha256 (16 hex digits) of a data file's bytes, so a run's identity (and its fit-cache key) changes when
-    the file does; "missing" when there is no such file (the loader then says how to give one)."""
+    the file does; "missing" when there is no such file (the loader then says how to give one). Read once per
+    process for a file that has not changed since (its size, modification time and inode are the same)."""
     import hashlib
+    import stat
     from pathlib import Path
 
     path = Path(str(path))
-    if not path.is_file():
+    try:
+        info = path.stat()
+    except OSError:
         return "missing"
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    if not stat.S_ISREG(info.st_mode):
+        return "missing"
+    seen = (str(path.resolve()), info.st_size, info.st_mtime_ns, info.st_ino)
+    if seen not in _FILE_DIGESTS:
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        _FILE_DIGESTS[seen] = digest.hexdigest()[:16]
+    return _FILE_DIGESTS[seen]
 
 
 # conf/dataset/arrays.yaml: a user file's data set is named after the file and identified by its content

@@ -69,6 +69,32 @@ def test_a_changed_file_is_a_new_data_set(compose_cfg, tmp_path):
     assert before != after and len(before) == 16
 
 
+def test_a_run_reads_its_file_once_for_the_digest_and_a_rewrite_of_the_same_size_is_seen(compose_cfg, tmp_path,
+                                                                                          monkeypatch):
+    """The run's identity, its folder name and the fit-cache key all resolve the file's digest: one read."""
+    import os
+    path = _digits_npz(tmp_path / "d.npz")
+    reads, real_open = [], Path.open
+
+    def counting_open(self, *args, **kwargs):
+        if self == path:
+            reads.append(args)
+        return real_open(self, *args, **kwargs)
+    monkeypatch.setattr(Path, "open", counting_open)
+    record = execute(compose_cfg("dataset=arrays", f"dataset.path={path}", "method=raw", "protocol=knn"))
+    assert record["status"] == "ok" and len(reads) == 1
+    before = record["config"]["dataset"]["content_sha256"]
+    with open(path, "rb") as fh:  # the builtin open: not counted
+        data = bytearray(fh.read())
+    data[-1] ^= 0xFF  # the same size, other bytes
+    stamp = path.stat().st_mtime_ns
+    with open(path, "wb") as fh:
+        fh.write(bytes(data))
+    os.utime(path, ns=(stamp + 10**9, stamp + 10**9))  # a later modification time, whatever the clock's grain
+    assert compose_cfg("dataset=arrays", f"dataset.path={path}").dataset.content_sha256 != before
+    assert len(reads) == 2
+
+
 def test_two_files_of_one_name_do_not_replace_each_others_records(compose_cfg, tmp_path):
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     first, other = _digits_npz(tmp_path / "a" / "mine.npz"), tmp_path / "b" / "mine.npz"
