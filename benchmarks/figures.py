@@ -157,6 +157,17 @@ def auc_label(name: str, row: pd.Series) -> str:
     return f"{name}: AUC {row['mean']:.3f}{ci}{' †' if row.get('ci_over') == 'within run' else ''}"
 
 
+def palette(n: int) -> list[tuple]:
+    """``n`` colours, no two alike: matplotlib's ten for up to ten lines, then its twenty (the ten dark ones
+    first, then their light partners), then evenly spaced hues."""
+    if n <= 10:
+        return list(plt.cm.tab10.colors[:n])
+    if n <= 20:
+        twenty = plt.cm.tab20.colors
+        return [twenty[i] for i in (*range(0, 20, 2), *range(1, 20, 2))][:n]
+    return [plt.cm.turbo(x) for x in np.linspace(0.05, 0.95, n)]
+
+
 def legend_beside(ax, **kwargs) -> None:
     """The legend right of the axes, where it covers no curve."""
     ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), **kwargs)
@@ -166,12 +177,12 @@ def roc_curves(roc: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]:
     """One ROC per method (its lowest seed), log false-accept axis; the legend, beside the axes, lists the
     methods by AUC over all seeds, best first (reference rows dashed)."""
     written = []
-    styles = ["-", "--", "-.", ":"]
+    styles = ["-", "-.", ":"]  # dashed is kept for the reference rows
     for dataset, part in roc.groupby("dataset", sort=False):
         fig, ax = plt.subplots(figsize=(8.4, 4.4))
         stats = table[(table["dataset"] == dataset) & (table["metric"] == "auc")].set_index("method")
         order = [m for m in stats.index if m in set(part["method"])]
-        colours = {m: plt.cm.tab10.colors[i % 10] for i, m in enumerate(order)}  # fixed by the table's order
+        colours = dict(zip(order, palette(len(order))))  # fixed by the table's order
         best_first = stats.loc[order, "mean"].sort_values(ascending=False, kind="stable", na_position="last").index
         for method in best_first:
             curves = part[part["method"] == method]
@@ -215,15 +226,16 @@ def k_sweeps(table: pd.DataFrame, out: Path) -> list[Path]:
         ks = sorted(part["k"].unique())
         for ax, metric in zip(axes[0], names):
             families = list(part[part["metric"] == metric].groupby("family", sort=False))
+            lines = palette(len(families) + len(refs[refs["metric"] == metric]))
             for i, (family, rows) in enumerate(families):
                 rows = rows.sort_values("k")
                 ci = rows["ci95"].fillna(0.0)
-                colour = plt.cm.tab10.colors[i % 10]
+                colour = lines[i]
                 ax.plot(rows["k"], rows["mean"], "o-", color=colour, label=family)
                 ax.fill_between(rows["k"], (rows["mean"] - ci).clip(lower=0), (rows["mean"] + ci).clip(upper=1),
                                 color=colour, alpha=0.2)
             for j, (_, ref) in enumerate(refs[refs["metric"] == metric].iterrows()):
-                ax.axhline(ref["mean"], color=plt.cm.tab10.colors[(len(families) + j) % 10], ls="--", lw=1.2,
+                ax.axhline(ref["mean"], color=lines[len(families) + j], ls="--", lw=1.2,
                            label=f"{ref['method']} (ref.)")
             ax.set_xscale("log", base=2)
             ax.set_xticks(ks, [str(int(k)) for k in ks])

@@ -68,6 +68,26 @@ def test_roc_legend_best_first_beside_the_axes_with_the_tables_marks(tmp_path, m
     assert "†: one seed or seed-independent" in " ".join(ax.get_title().split())
 
 
+def test_twelve_roc_curves_get_twelve_colours(tmp_path, monkeypatch):
+    """The smoke leaderboard's ROC has 12 curves: with ten colours two of them shared one (raw and sdn)."""
+    from matplotlib.colors import to_hex
+    methods = [f"m{i:02d}" for i in range(12)]
+    curve = pd.DataFrame({"fpr": [0.0, 0.1, 1.0], "tpr": [0.0, 0.5, 1.0]})
+    roc = pd.concat([curve.assign(dataset="digits", method=m, seed=0) for m in methods])
+    table = pd.DataFrame([{"dataset": "digits", "protocol": "verification", "method": m, "metric": "auc",
+                           "reference_row": i == 0, "mean": 0.9 - 0.01 * i, "ci95": 0.01, "ci_over": "seeds",
+                           "n_seeds": 3} for i, m in enumerate(methods)])
+    made = []
+    real_subplots = plt.subplots
+    monkeypatch.setattr(plt, "subplots", lambda *a, **k: made.append(real_subplots(*a, **k)) or made[-1])
+    monkeypatch.setattr(plt, "close", lambda fig: None)
+    figures.roc_curves(roc, table, tmp_path)
+    colours = [to_hex(line.get_color()) for line in made[0][1].lines]
+    assert len(colours) == 12 and len(set(colours)) == 12
+    for n in (3, 10, 14, 20, 25):
+        assert len({to_hex(c) for c in figures.palette(n)}) == n
+
+
 def _three_seed_records(values: dict[str, list[float]]) -> list[dict]:
     return [{"study": "s", "dataset": "digits", "protocol": "verification", "method": method, "seed": seed,
              "status": "ok", "timings": {"fit_s": 1.0}, "metrics": {"auc": {"mean": v, "ci95": 0.01, "n": 100}}}
