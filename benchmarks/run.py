@@ -175,6 +175,19 @@ def check_resolves(cfg: DictConfig) -> None:
         raise ConfigResolutionError(f"the configuration cannot be filled in at {where}: {cause}; {hint}") from None
 
 
+def check_budget(cfg: DictConfig) -> None:
+    """The budget's training steps and test episodes are whole numbers of at least 1 (0 steps would put an
+    untrained net in the table under the learner's name: its untrained row is ``method=untrained``)."""
+    for key, what in (("iterations", "training steps"), ("episodes", "test episodes")):
+        value = cfg.budget.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"budget.{key} is {value!r}: it is the number of {what}, a whole number of at least 1"
+                             + (" (for a net that is never trained, use method=untrained)" if key == "iterations"
+                                else ""))
+
+
 def check_fit_cache_settings(cfg: DictConfig) -> None:
     """``fit_cache`` is true or false, and when true ``fit_cache_dir`` is a folder that can be made."""
     enabled = cfg.get("fit_cache", False)
@@ -225,6 +238,7 @@ def execute(cfg: DictConfig) -> dict:
         device = pick_device(cfg.device)
         record["device"] = describe_device(device)
         record["threads"] = set_threads(cfg.get("threads"))
+        check_budget(cfg)
         check_fit_cache_settings(cfg)
         seed_everything(cfg.seed)
         protocol = build(cfg.protocol.evaluator)

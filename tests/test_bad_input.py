@@ -117,6 +117,21 @@ def test_impossible_training_episodes_fail_before_training(compose_cfg):
     assert "fit_s" not in record["timings"]
 
 
+@pytest.mark.parametrize("override, message", [
+    ("budget.iterations=0", r"budget\.iterations is 0: it is the number of training steps, a whole number of at "
+                            r"least 1 \(for a net that is never trained, use method=untrained\)"),
+    ("budget.iterations=-1", r"budget\.iterations is -1"),
+    ("budget.iterations=abc", r"budget\.iterations is 'abc'"),
+    ("budget.episodes=0", r"budget\.episodes is 0: it is the number of test episodes")])
+def test_a_budget_of_no_steps_or_no_episodes_is_refused_before_training(compose_cfg, override, message):
+    """0 steps put an untrained net in the table under the learner's name; 0 episodes failed after training."""
+    cfg = compose_cfg("method=protonet", "protocol=fewshot", override)
+    with pytest.raises(ValueError, match=message) as caught:
+        execute(cfg)
+    assert caught.value.simbench_phase == "checks"
+    assert not (Path(cfg.run_dir) / "model.pt").exists()
+
+
 def test_missing_data_directory(compose_cfg, tmp_path):
     cfg = compose_cfg("dataset=fashion_mnist", f"dataset.source.root={tmp_path / 'nowhere'}", "backbone=conv4")
     record = _failed(cfg, DatasetNotFoundError, "does not hold the four IDX files")
