@@ -45,7 +45,7 @@ _NOT_HASHED = ("progress", "skip_existing", "results_dir", "run_dir", "study", "
 
 
 def _identity(cfg: DictConfig) -> dict:
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved = resolved_config(cfg)
     if resolved.get("precision") == "fp32":  # the default, left out: run ids from before the option stay valid
         del resolved["precision"]
     if resolved.get("episode_seed", resolved.get("data_seed")) == resolved.get("data_seed"):
@@ -151,13 +151,13 @@ _NOT_A_GROUP = re.compile(r"node `([^`]+)` is not a container")
 _MISSING = re.compile(r"Missing mandatory value: ([\w.\[\]]+)")
 
 
-def check_resolves(cfg: DictConfig) -> None:
-    """Fill in every ``${...}`` reference of ``cfg`` now, so that an override that breaks one (a single value
-    where a preset keeps a group of settings, ``train_episode=30w1s`` for ``{n_way: 30, k_shot: 1}``) is a
-    one-line error that names the setting and the form it takes, not OmegaConf's traceback from deep inside
-    the run."""
+def resolved_config(cfg: DictConfig) -> dict:
+    """``cfg`` with every ``${...}`` reference filled in, as plain containers. An override that breaks a
+    reference (a single value where a preset keeps a group of settings, ``train_episode=30w1s`` for
+    ``{n_way: 30, k_shot: 1}``; a setting with no default) is a ConfigResolutionError: one line that names the
+    setting and the form it takes, not OmegaConf's traceback."""
     try:
-        OmegaConf.to_container(cfg, resolve=True)
+        return OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:
         where = getattr(exc, "full_key", None) or "?"
         cause = str(getattr(exc, "msg", None) or exc).splitlines()[0]
@@ -175,6 +175,11 @@ def check_resolves(cfg: DictConfig) -> None:
         raise ConfigResolutionError(f"the configuration cannot be filled in at {where}: {cause}; {hint}") from None
 
 
+def check_resolves(cfg: DictConfig) -> None:
+    """Raise ConfigResolutionError (see ``resolved_config``) if a reference of ``cfg`` cannot be filled in."""
+    resolved_config(cfg)
+
+
 def check_budget(cfg: DictConfig) -> None:
     """The budget's training steps and test episodes are whole numbers of at least 1 (0 steps would put an
     untrained net in the table under the learner's name: its untrained row is ``method=untrained``)."""
@@ -186,6 +191,10 @@ def check_budget(cfg: DictConfig) -> None:
             raise ValueError(f"budget.{key} is {value!r}: it is the number of {what}, a whole number of at least 1"
                              + (" (for a net that is never trained, use method=untrained)" if key == "iterations"
                                 else ""))
+    steps = cfg.method.get("learner", {}).get("iterations") if "method" in cfg else None
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
+        raise ValueError(f"method.learner.iterations is {steps!r}: it is the learner's number of training steps "
+                         "(or solver iterations), a whole number of at least 0")
 
 
 def check_fit_cache_settings(cfg: DictConfig) -> None:
@@ -209,9 +218,8 @@ def execute(cfg: DictConfig) -> dict:
     if cfg.get("from_run") is not None:  # evaluate a saved learner: what it was trained with comes from its run
         saved = checkpoints.load(cfg.from_run, device=pick_device(cfg.device))
         cfg = checkpoints.adopt(cfg, saved)
-    check_resolves(cfg)
+    identity = _identity(cfg)  # the whole config resolved: a reference that cannot be filled in stops here
     run_dir = Path(cfg.run_dir)
-    identity = _identity(cfg)
     if saved is not None:  # a re-trained saved run is another model: its re-evaluation is another run
         identity["from_run_model_sha256"] = saved.sha256
     run_id = config_hash(identity)

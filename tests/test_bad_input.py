@@ -122,7 +122,9 @@ def test_impossible_training_episodes_fail_before_training(compose_cfg):
                             r"least 1 \(for a net that is never trained, use method=untrained\)"),
     ("budget.iterations=-1", r"budget\.iterations is -1"),
     ("budget.iterations=abc", r"budget\.iterations is 'abc'"),
-    ("budget.episodes=0", r"budget\.episodes is 0: it is the number of test episodes")])
+    ("budget.episodes=0", r"budget\.episodes is 0: it is the number of test episodes"),
+    ("method.learner.iterations=-1", r"method\.learner\.iterations is -1: it is the learner's number of training "
+                                     r"steps \(or solver iterations\), a whole number of at least 0")])
 def test_a_budget_of_no_steps_or_no_episodes_is_refused_before_training(compose_cfg, override, message):
     """0 steps put an untrained net in the table under the learner's name; 0 episodes failed after training."""
     cfg = compose_cfg("method=protonet", "protocol=fewshot", override)
