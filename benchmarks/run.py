@@ -144,7 +144,7 @@ def _check_same_data_set(previous: dict | None, identity: dict, run_dir: Path) -
 
 
 class ConfigResolutionError(ValueError):
-    """A configuration whose ``${...}`` references cannot be filled in (found before anything is read or written)."""
+    """A configuration whose ``${...}`` references cannot be filled in (found before any data set is loaded)."""
 
 
 _NOT_A_GROUP = re.compile(r"node `([^`]+)` is not a container")
@@ -173,11 +173,6 @@ def resolved_config(cfg: DictConfig) -> dict:
         elif missing is not None:
             hint = f"{missing.group(1)} has no default: give it on the command line ({missing.group(1)}=...)"
         raise ConfigResolutionError(f"the configuration cannot be filled in at {where}: {cause}; {hint}") from None
-
-
-def check_resolves(cfg: DictConfig) -> None:
-    """Raise ConfigResolutionError (see ``resolved_config``) if a reference of ``cfg`` cannot be filled in."""
-    resolved_config(cfg)
 
 
 def check_budget(cfg: DictConfig) -> None:
@@ -492,7 +487,7 @@ def main(cfg: DictConfig) -> float | None:
     try:
         record = execute(cfg)
     except Exception as exc:  # noqa: BLE001 - the record says failed; an Optuna trial then fails alone
-        if isinstance(exc, ConfigResolutionError):  # nothing was read or written: no record to point at
+        if isinstance(exc, ConfigResolutionError):  # found before any record was written: none to point at
             if _single_run():
                 print(f"[failed] {exc}", file=sys.stderr)
                 raise SystemExit(1) from None

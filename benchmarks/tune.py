@@ -98,11 +98,11 @@ def check_space(plan: dict, method: str, space: dict[str, str]) -> None:
                           return_hydra_config=True)
         except Exception as exc:
             raise TuneError(f"{plan['path']}: base {plan['base']} with method={method}: {exc}") from None
-    from benchmarks.run import ConfigResolutionError, check_resolves
+    from benchmarks.run import ConfigResolutionError, resolved_config
 
     job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # what each trial's run is given
     try:
-        check_resolves(job)
+        resolved_config(job)
     except ConfigResolutionError as exc:
         raise TuneError(f"{plan['path']}: base {plan['base']} with method={method}: {exc}") from None
     for key in space:
