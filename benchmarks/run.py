@@ -176,7 +176,8 @@ def resolved_config(cfg: DictConfig) -> dict:
 
 
 def check_budget(cfg: DictConfig) -> None:
-    """The budget's training steps and test episodes are whole numbers of at least 1 (0 steps would put an
+    """The budget's training steps and test episodes are whole numbers of at least 1, and the learner's own
+    steps a whole number, 0 only for a method marked ``untrained_baseline`` (0 steps would otherwise put an
     untrained net in the table under the learner's name: its untrained row is ``method=untrained``)."""
     for key, what in (("iterations", "training steps"), ("episodes", "test episodes")):
         value = cfg.budget.get(key)
@@ -190,6 +191,10 @@ def check_budget(cfg: DictConfig) -> None:
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
         raise ValueError(f"method.learner.iterations is {steps!r}: it is the learner's number of training steps "
                          "(or solver iterations), a whole number of at least 0")
+    if steps == 0 and not cfg.method.get("untrained_baseline", False):
+        raise ValueError(f"method.learner.iterations is 0: {cfg.method.name} would be scored untrained under its own "
+                         "name. Give it training steps; for an untrained baseline use method=untrained, or name a "
+                         "method of its own with untrained_baseline: true (as set2model_untrained_mean.yaml does)")
 
 
 def check_fit_cache_settings(cfg: DictConfig) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from hydra.errors import MissingConfigException
 
-from benchmarks.run import execute
+from benchmarks.run import check_budget, execute
 from datasets.episodes import EpisodeError
 from datasets.errors import DatasetNotFoundError
 from methods.training import NonFiniteLossError
@@ -124,7 +124,10 @@ def test_impossible_training_episodes_fail_before_training(compose_cfg):
     ("budget.iterations=abc", r"budget\.iterations is 'abc'"),
     ("budget.episodes=0", r"budget\.episodes is 0: it is the number of test episodes"),
     ("method.learner.iterations=-1", r"method\.learner\.iterations is -1: it is the learner's number of training "
-                                     r"steps \(or solver iterations\), a whole number of at least 0")])
+                                     r"steps \(or solver iterations\), a whole number of at least 0"),
+    ("method.learner.iterations=0", r"method\.learner\.iterations is 0: protonet would be scored untrained under "
+                                    r"its own name\. Give it training steps; for an untrained baseline use "
+                                    r"method=untrained")])
 def test_a_budget_of_no_steps_or_no_episodes_is_refused_before_training(compose_cfg, override, message):
     """0 steps put an untrained net in the table under the learner's name; 0 episodes failed after training."""
     cfg = compose_cfg("method=protonet", "protocol=fewshot", override)
@@ -132,6 +135,18 @@ def test_a_budget_of_no_steps_or_no_episodes_is_refused_before_training(compose_
         execute(cfg)
     assert caught.value.simbench_phase == "checks"
     assert not (Path(cfg.run_dir) / "model.pt").exists()
+
+
+@pytest.mark.parametrize("method", ["set2model_untrained_mean", "set2model_untrained_gaussian",
+                                    "set2model_untrained_gmm"])
+def test_the_untrained_set2model_baselines_keep_their_zero_steps(compose_cfg, method):
+    """They are marked ``untrained_baseline``; without the mark the same 0 steps are refused."""
+    cfg = compose_cfg(f"method={method}", "protocol=set_retrieval")
+    assert cfg.method.learner.iterations == 0
+    check_budget(cfg)
+    cfg.method.untrained_baseline = False
+    with pytest.raises(ValueError, match="method.learner.iterations is 0"):
+        check_budget(cfg)
 
 
 def test_missing_data_directory(compose_cfg, tmp_path):
