@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from benchmarks import VALIDATION_TAG, checkpoints, episode_tag
+from benchmarks.argument_types import check_arguments, check_run_arguments
 from benchmarks.checkpoints import CHECKPOINT_TAG
 from benchmarks.environment import (describe_device, git_revision, kept_random_state, library_versions, pick_device,
                                     seed_everything, set_threads)
@@ -57,7 +58,10 @@ def _identity(cfg: DictConfig) -> dict:
 
 def build(node: DictConfig):
     """``instantiate``, but a project error raised inside a constructor reaches the user as itself (with its
-    message naming the fix) rather than wrapped in Hydra's InstantiationException."""
+    message naming the fix) rather than wrapped in Hydra's InstantiationException. The node's settings are
+    checked against the parameters they fill first (``argument_types``): one of the wrong kind is named here,
+    not found deep inside training."""
+    check_arguments(node)
     try:
         return instantiate(node)
     except InstantiationException as exc:
@@ -248,6 +252,8 @@ def execute(cfg: DictConfig) -> dict:
         record["threads"] = set_threads(cfg.get("threads"))
         check_budget(cfg)
         check_fit_cache_settings(cfg)
+        if saved is None:
+            check_run_arguments(cfg)  # before the data set is read; build() checks each node again
         seed_everything(cfg.seed)
         protocol = build(cfg.protocol.evaluator)
         split = prepare_split(cfg, protocol, transform=saved.transform if saved is not None else None)

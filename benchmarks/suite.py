@@ -29,6 +29,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from benchmarks import named_yaml, regress, report
+from benchmarks.argument_types import ArgumentTypeError, check_run_arguments
 from benchmarks.records import atomic_write, load_records
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,8 +63,8 @@ def _sweep_values(value) -> list[str]:
 
 def check_member(member: dict, overrides: list[str], conf: Path = CONF) -> dict:
     """Compose ``member``'s preset once per option of each config group it sweeps (the other groups at their
-    first option); return its study name and grid size. A missing preset or option, or a bad override, raises
-    SuiteError naming it."""
+    first option); return its study name and grid size. A missing preset or option, a bad override, or a
+    setting of the wrong kind for the class it configures (``argument_types``), raises SuiteError naming it."""
     experiment = member["experiment"]
     if not (conf / "experiment" / f"{experiment}.yaml").is_file():
         raise SuiteError(f"leaderboard member experiment={experiment}: conf/experiment/{experiment}.yaml does not exist")
@@ -86,6 +87,11 @@ def check_member(member: dict, overrides: list[str], conf: Path = CONF) -> dict:
         params |= swept
         study = cfg.study
         grid = {g: _sweep_values(params[g]) for g in SWEPT_GROUPS if g in params}
+        if not grid:  # the composed config is the member's only one (a swept group's options are checked below)
+            try:
+                check_run_arguments(cfg)
+            except ArgumentTypeError as exc:
+                raise SuiteError(f"leaderboard member experiment={experiment}: {exc}") from None
         firsts = {g: values[0] for g, values in grid.items()}
         # the (dataset, protocol, method) names the member's records will carry: a swept group's come from
         # its options, the others from the composed config
@@ -95,6 +101,7 @@ def check_member(member: dict, overrides: list[str], conf: Path = CONF) -> dict:
                 choice = [f"{g}={value if g == group else v}" for g, v in firsts.items()]
                 try:
                     one = compose("config", overrides=base + choice)
+                    check_run_arguments(one)
                 except Exception as exc:
                     raise SuiteError(f"leaderboard member experiment={experiment}, {' '.join(choice)}: {exc}") \
                         from None

@@ -65,7 +65,15 @@ def test_a_bad_member_fails_before_anything_runs(tmp_path):
             ([{"experiment": "smoke_digits", "overrides": ["method=raw,lmnn", "protocol=knn", "seed=0"]},
               {"experiment": "tabular_knn", "overrides": ["dataset=digits", "method=raw", "seed=0"]}],
              "members would hold the same run, and the merged table would average them together: "
-             "digits / knn / raw / 0 (smoke_digits and tabular_knn)")):
+             "digits / knn / raw / 0 (smoke_digits and tabular_knn)"),
+            ([{"experiment": "smoke_digits", "overrides": ["method=protonet", "protocol=fewshot", "seed=0",
+                                                           "method.learner.k_shot=five"]}],
+             "experiment=smoke_digits: method.learner.k_shot is 'five', but PrototypicalNetwork's k_shot takes a "
+             "whole number"),
+            ([{"experiment": "smoke_digits", "overrides": ["method=raw,protonet", "protocol=fewshot", "seed=0",
+                                                           "+episode_n_way=abc"]}],
+             "experiment=smoke_digits, method=protonet: method.learner.n_way is 'abc', but PrototypicalNetwork's "
+             "n_way takes a whole number")):
         done = _run_suite(_suite(tmp_path, members), results)
         assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
         assert not (results / "runs").exists()  # nothing ran
