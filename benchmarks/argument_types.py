@@ -3,12 +3,19 @@
 A config node with a ``_target_`` becomes a call of that class or function. A setting of the wrong kind
 (``method.learner.n_way=abc``) or one the target does not take would otherwise fail deep inside training, or in
 Hydra's instantiate with a message that names neither the setting nor the fix. ``check_arguments`` compares each
-scalar setting with the annotation of the parameter it fills (int, float, bool, str, Literal, and unions of them
-with None) and names the setting the user would change: for ``iterations: ${budget.iterations}`` that is
-``budget.iterations``. Annotations of any other kind (a module, a tensor, a sequence) are not judged.
+setting with the annotation of the parameter it fills and names the setting the user would change: for
+``iterations: ${budget.iterations}`` that is ``budget.iterations``.
+
+Judged: int, float, bool, str, Literal, lists (``Sequence``, ``Iterable``, ``list``, ``tuple``; their items too
+where those are of the kinds above), groups (``dict``, ``Mapping``), and unions of these with None; a tensor in a
+union is dropped (a config cannot hold one: torch's ``lr: float | Tensor``). A parameter with no annotation (as
+in pytorch-metric-learning) is judged by the kind of its default. A class whose constructor passes ``**kwargs``
+on to its parents takes their parameters too (a loss's ``distance`` and ``reducer``, a distance's ``power``).
+Annotations of any other kind (a module, a callable) are not judged.
 """
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import types
 import typing
@@ -18,20 +25,30 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 _SCALARS = (bool, int, float, str, type(None))
-_KIND = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", type(None): "null"}
+_LISTS = (list, tuple, collections.abc.Sequence, collections.abc.Iterable, collections.abc.MutableSequence,
+          collections.abc.Collection)
+_GROUPS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
+_KIND = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", type(None): "null",
+         dict: "a group of settings"}
+_CLOSED = (object, torch.nn.Module)  # constructors that take no settings of their own: a chain ends there
 
 
 class ArgumentTypeError(ValueError):
     """A setting that does not fit the parameter it fills (or fills no parameter at all)."""
 
 
+class _List(typing.NamedTuple):
+    """A list, with the kinds its items take (None: not judged)."""
+    items: list | None
+
+
 def _members(annotation) -> list | None:
-    """The scalar types (or Literal values, as a tuple) an annotation allows; None when it allows something
-    this check does not judge. A tensor in a union is dropped: a config cannot hold one (torch's ``lr: float |
-    Tensor``)."""
-    if typing.get_origin(annotation) is typing.Literal:
+    """The kinds an annotation allows: scalar types, Literal values (as a tuple), ``dict`` for a group, a
+    ``_List``; None when it allows something this check does not judge."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
         return [tuple(typing.get_args(annotation))]
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+    if origin in (typing.Union, types.UnionType):
         out = []
         for arg in typing.get_args(annotation):
             if arg is torch.Tensor:
@@ -41,6 +58,18 @@ def _members(annotation) -> list | None:
                 return None
             out += inner
         return out or None
+    if annotation in _LISTS or origin in _LISTS:
+        args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+        items: list | None = []
+        for arg in args:
+            inner = _members(arg)
+            if inner is None:
+                items = None
+                break
+            items += inner
+        return [_List(items or None)]
+    if annotation in _GROUPS or origin in _GROUPS:
+        return [dict]
     return [annotation] if annotation in _SCALARS else None
 
 
@@ -56,9 +85,17 @@ def _from_default(default) -> list | None:
 
 def _fits(value, members: list) -> bool:
     for member in members:
-        if isinstance(member, tuple):
+        if isinstance(member, _List):
+            if isinstance(value, ListConfig) and (member.items is None or all(_fits(v, member.items) for v in value)):
+                return True
+        elif isinstance(member, tuple):
             if any(value == v and type(value) is type(v) for v in member):
                 return True
+        elif member is dict:
+            if isinstance(value, DictConfig):
+                return True
+        elif isinstance(value, (DictConfig, ListConfig)):
+            continue
         elif member is type(None):
             if value is None:
                 return True
@@ -72,18 +109,32 @@ def _fits(value, members: list) -> bool:
     return False
 
 
-def _wanted(members: list) -> str:
+_PLURAL = {bool: "true/false values", int: "whole numbers", float: "numbers", str: "strings", type(None): "nulls",
+           dict: "groups of settings"}
+
+
+def _wanted(members: list, plural: bool = False) -> str:
+    """The kinds in words: "a whole number, a list of numbers or null"."""
     words = []
     for member in members:
-        if isinstance(member, tuple):
-            words.append("one of " + ", ".join(repr(v) for v in member))
+        if isinstance(member, _List):
+            words.append("a list" + (f" of {_wanted(member.items, plural=True)}" if member.items else ""))
+        elif isinstance(member, tuple):
+            words.append(("values among " if plural else "one of ") + ", ".join(repr(v) for v in member))
+        elif member is int and float in members:
+            continue  # "a number" says it
         else:
-            words.append(_KIND[member])
-    return " or ".join(dict.fromkeys(words))
+            words.append((_PLURAL if plural else _KIND)[member])
+    words = list(dict.fromkeys(words))
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
 def _shown(value) -> str:
-    """A value as it is written in a config: null, true, false, 'text', 5."""
+    """A value as it is written in a config: null, true, false, 'text', 5, a list, a group of settings."""
+    if isinstance(value, DictConfig):
+        return "a group of settings"
+    if isinstance(value, ListConfig):
+        return f"the list {OmegaConf.to_container(value)}"
     if value is None or isinstance(value, bool):
         return {None: "null", True: "true", False: "false"}[value]
     return repr(value)
@@ -100,36 +151,76 @@ def _setting(node: DictConfig, key: str) -> str:
     return node._get_full_key(key)
 
 
-def _parameters(target) -> tuple[dict, bool] | None:
-    """The scalar kinds each named parameter of the target accepts (None: not judged), and whether it takes
-    **kwargs; None when its signature cannot be read."""
-    function = target.__init__ if inspect.isclass(target) else target
-    try:
-        signature = inspect.signature(target)
-    except (TypeError, ValueError):
-        return None
-    try:
-        hints = typing.get_type_hints(function)
-    except Exception:  # an annotation that does not evaluate here: judge none of them
-        return None
-    named = {}
-    for name, p in signature.parameters.items():
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+def _takes_more(function) -> bool:
+    return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(function).parameters.values())
+
+
+def _chain(target) -> tuple[list, bool]:
+    """The functions whose parameters a call of ``target`` can fill, and whether it takes settings beyond
+    them. A function: itself. A class: its constructor and, while a constructor passes ``**kwargs`` on, its
+    parents' (pytorch-metric-learning's losses, miners and distances), up to one that takes no ``**kwargs``;
+    a chain that runs into torch's Module or object still open may keep its ``**kwargs`` itself, so it takes
+    any setting."""
+    if not inspect.isclass(target):
+        return [target], _takes_more(target)
+    chain = []
+    for cls in target.__mro__:
+        if cls in _CLOSED:
+            break
+        init = cls.__dict__.get("__init__")
+        if init is None:
             continue
-        if name in hints:
-            named[name] = _members(hints[name])
-        else:
-            named[name] = None if p.default is p.empty else _from_default(p.default)
-    takes_more = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
-    return named, takes_more
+        chain.append(init)
+        if not _takes_more(init):
+            return chain, False
+    return chain, True
+
+
+def _parameters(target) -> tuple[dict, bool] | None:
+    """The kinds each named parameter of the target accepts (None: not judged), and whether it takes
+    settings beyond them; None when its signature cannot be read."""
+    named: dict = {}
+    try:
+        chain, open_ended = _chain(target)
+        for function in chain:
+            hints = typing.get_type_hints(function)
+            params = list(inspect.signature(function).parameters.values())
+            if inspect.isclass(target):
+                params = params[1:]  # self
+            for p in params:
+                if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name in named:
+                    continue
+                if p.name in hints:
+                    kinds = _members(hints[p.name])
+                    if kinds is not None and p.default is None and type(None) not in kinds:
+                        kinds = [*kinds, type(None)]  # ``n_bins: int = None``: None is taken
+                    named[p.name] = kinds
+                else:
+                    named[p.name] = None if p.default is p.empty else _from_default(p.default)
+    except Exception:  # a signature or an annotation that does not evaluate here: judge nothing
+        return None
+    return named, open_ended
 
 
 BUILT = ("dataset.source", "dataset.train_transform", "protocol.evaluator", "method.learner",
          "protocol.judge.learner")
 
 
+# The runner's own settings that no class takes, with the kinds they take (fit_cache, precision, device and the
+# budget have checks of their own that say more).
+RUN_SETTINGS = {"seed": [int], "data_seed": [int], "episode_seed": [int], "threads": [int, type(None)],
+                "validation": [bool], "progress": [bool], "skip_existing": [bool], "save_model": [bool],
+                "dataset.standardize": [bool], "protocol.judge_seed": [int]}
+
+
 def check_run_arguments(cfg: DictConfig) -> None:
-    """Every node a run builds, checked before its data set is read."""
+    """Every node a run builds and the runner's own settings, checked before its data set is read."""
+    for name, kinds in RUN_SETTINGS.items():
+        if OmegaConf.select(cfg, name, default="<absent>") == "<absent>":
+            continue
+        value = OmegaConf.select(cfg, name)
+        if not _fits(value, kinds):
+            raise ArgumentTypeError(f"{name} is {_shown(value)}, but it takes {_wanted(kinds)}")
     for name in BUILT:
         node = OmegaConf.select(cfg, name, default=None)
         if node is not None:
@@ -172,10 +263,10 @@ def check_arguments(node) -> None:
                     "check the spelling, or drop it")
             continue
         members = named[key]
-        if members is None:
+        if members is None or _fits(value, members):
             continue
-        if isinstance(value, (DictConfig, ListConfig)) or not _fits(value, members):
-            shown = "a group of settings" if isinstance(value, DictConfig) else (
-                "a list" if isinstance(value, ListConfig) else _shown(value))
-            raise ArgumentTypeError(f"{_setting(node, key)} is {shown}, but {owner}'s {key} takes "
-                                    f"{_wanted(members)}: give {_setting(node, key)}=<{_wanted(members)}>")
+        name = _setting(node, key)
+        hint = ""
+        if str in members and isinstance(value, (int, float)) and not isinstance(value, bool):
+            hint = f" (quote a number meant as text: {name}=\"'{value}'\")"
+        raise ArgumentTypeError(f"{name} is {_shown(value)}, but {owner}'s {key} takes {_wanted(members)}{hint}")

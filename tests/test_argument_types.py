@@ -3,20 +3,39 @@ setting the user would change (benchmarks.argument_types)."""
 from __future__ import annotations
 
 import json
-from typing import Literal, Optional
+from pathlib import Path
+from typing import Literal, Optional, Sequence
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from benchmarks.argument_types import ArgumentTypeError, check_arguments
+from benchmarks.argument_types import ArgumentTypeError, check_arguments, check_run_arguments
 from benchmarks.run import execute
 
 
 def toy(count: int, rate: float = 0.1, name: str = "a", flag: bool = False, limit: Optional[int] = None,
         mode: Literal["fast", "exact"] = "fast", size: int | torch.Tensor = 1, shape=(1, 2), margin=0.05,
-        strict=True, anything=None):
+        strict=True, anything=None, shots: Sequence[int] = (1,), crop: int | tuple[int, int] | None = None,
+        options: dict | None = None, bins: int = None):
     return count
+
+
+class Base:
+    def __init__(self, power: float = 1.0, normalise: bool = True):
+        self.power, self.normalise = power, normalise
+
+
+class Middle(Base):
+    def __init__(self, margin=0.2, **kwargs):  # passes the rest on, as pytorch-metric-learning's losses do
+        super().__init__(**kwargs)
+
+
+class KeepsTheRest(torch.nn.Module):
+    def __init__(self, depth: int = 2, **rest):  # keeps what it is given: any setting goes
+        super().__init__()
+        self.rest = rest
 
 
 def toy_more(count: int, **rest):
@@ -30,7 +49,8 @@ def _node(**settings):
 @pytest.mark.parametrize("settings", [
     {}, {"rate": 2}, {"rate": 0.5}, {"name": "b"}, {"flag": True}, {"limit": None}, {"limit": 4},
     {"mode": "exact"}, {"size": 2}, {"shape": [3, 4]}, {"margin": 1}, {"margin": 0.2}, {"strict": False},
-    {"anything": "x"}, {"anything": [1]},
+    {"anything": "x"}, {"anything": [1]}, {"shots": [1, 5]}, {"shots": []}, {"crop": 84}, {"crop": [84, 84]},
+    {"crop": None}, {"options": {"a": 1}}, {"options": None}, {"bins": None}, {"bins": 10},
 ])
 def test_settings_that_fit_their_parameters_pass(settings):
     check_arguments(_node(**settings))
@@ -41,17 +61,23 @@ def test_settings_that_fit_their_parameters_pass(settings):
     ({"count": 2.5}, "count is 2.5, but toy's count takes a whole number"),
     ({"count": True}, "count is true, but toy's count takes a whole number"),
     ({"count": None}, "count is null, but toy's count takes a whole number"),
-    ({"count": [1, 2]}, "count is a list, but toy's count takes a whole number"),
+    ({"count": [1, 2]}, "count is the list [1, 2], but toy's count takes a whole number"),
     ({"count": {"a": 1}}, "count is a group of settings, but toy's count takes a whole number"),
     ({"rate": "fast"}, "rate is 'fast', but toy's rate takes a number"),
     ({"flag": 1}, "flag is 1, but toy's flag takes true or false"),
-    ({"name": 3}, "name is 3, but toy's name takes a string"),
     ({"limit": "x"}, "limit is 'x', but toy's limit takes a whole number or null"),
     ({"mode": "slow"}, "mode is 'slow', but toy's mode takes one of 'fast', 'exact'"),
     ({"size": "big"}, "size is 'big', but toy's size takes a whole number"),  # the tensor half is not configurable
     ({"margin": "x"}, "margin is 'x', but toy's margin takes a number"),  # no annotation: the default's kind
     ({"strict": "yes"}, "strict is 'yes', but toy's strict takes true or false"),
     ({"cuont": 3}, "cuont is not a setting of toy (it takes: count, rate, name, flag, limit, mode, size, shape"),
+    ({"shots": 5}, "shots is 5, but toy's shots takes a list of whole numbers"),
+    ({"shots": "15"}, "shots is '15', but toy's shots takes a list of whole numbers"),
+    ({"shots": [1, "x"]}, "shots is the list [1, 'x'], but toy's shots takes a list of whole numbers"),
+    ({"crop": "abc"}, "crop is 'abc', but toy's crop takes a whole number, a list of whole numbers or null"),
+    ({"options": 3}, "options is 3, but toy's options takes a group of settings or null"),
+    ({"bins": "x"}, "bins is 'x', but toy's bins takes a whole number or null"),  # None is its default
+    ({"name": 3}, "toy's name takes a string (quote a number meant as text: name=\"'3'\")"),
 ])
 def test_a_setting_of_the_wrong_kind_is_named_with_the_kind_it_takes(settings, needle):
     with pytest.raises(ArgumentTypeError) as info:
@@ -63,6 +89,20 @@ def test_a_target_that_takes_more_keywords_accepts_unknown_settings():
     check_arguments(OmegaConf.create({"_target_": f"{__name__}.toy_more", "count": 1, "extra": "x"}))
     with pytest.raises(ArgumentTypeError, match="count is 'x'"):
         check_arguments(OmegaConf.create({"_target_": f"{__name__}.toy_more", "count": "x"}))
+
+
+def test_settings_passed_on_to_parent_constructors_are_checked_there():
+    """``Middle(**kwargs)`` hands the rest to ``Base``: Base's parameters are judged, and a key neither takes is
+    refused. A class that keeps its ``**kwargs`` itself (the chain reaches torch's Module still open) takes any."""
+    middle = f"{__name__}.Middle"
+    check_arguments(OmegaConf.create({"_target_": middle, "margin": 1, "power": 2, "normalise": False}))
+    with pytest.raises(ArgumentTypeError, match="power is 'abc', but Middle's power takes a number"):
+        check_arguments(OmegaConf.create({"_target_": middle, "power": "abc"}))
+    with pytest.raises(ArgumentTypeError, match=r"pwer is not a setting of Middle \(it takes: margin, power, normalise\)"):
+        check_arguments(OmegaConf.create({"_target_": middle, "pwer": 2}))
+    check_arguments(OmegaConf.create({"_target_": f"{__name__}.KeepsTheRest", "depth": 3, "width": 8}))
+    with pytest.raises(ArgumentTypeError, match="depth is 'x'"):
+        check_arguments(OmegaConf.create({"_target_": f"{__name__}.KeepsTheRest", "depth": "x"}))
 
 
 def test_nested_targets_are_checked_and_a_reference_names_the_setting_it_reads():
@@ -82,8 +122,7 @@ def test_nested_targets_are_checked_and_a_reference_names_the_setting_it_reads()
     cfg.budget.steps = "many"
     with pytest.raises(ArgumentTypeError) as info:
         check_arguments(cfg.outer)
-    assert str(info.value).startswith("budget.steps is 'many', but toy_more's count takes a whole number: "
-                                      "give budget.steps=")
+    assert str(info.value) == "budget.steps is 'many', but toy_more's count takes a whole number"
 
 
 @pytest.mark.parametrize("override,needle", [
@@ -91,12 +130,20 @@ def test_nested_targets_are_checked_and_a_reference_names_the_setting_it_reads()
     ("backbone.hidden=[64,32]", None),  # a sequence: fits
     ("+backbone.channels=8", "backbone.channels is not a setting of MLP (it takes: input_shape, hidden, out_features)"),
     ("method.learner.optimizer.lr=fast", "method.learner.optimizer.lr is 'fast', but Adam's lr takes a number"),
+    ("method=triplet method.learner.loss.distance.power=abc",  # pytorch-metric-learning: a parent's parameter
+     "method.learner.loss.distance.power is 'abc', but LpDistance's power takes a number"),
+    ("method=triplet +method.learner.miner.type_of_triplet=hard",
+     "method.learner.miner.type_of_triplet is not a setting of TripletMarginMiner (it takes: margin, "
+     "type_of_triplets, distance, collect_stats)"),
+    ("protocol.evaluator.shots=5", "protocol.evaluator.shots is 5, but FewShotProtocol's shots takes a list of "
+                                   "whole numbers"),
 ])
 def test_a_run_refuses_a_wrong_setting_among_the_checks(compose_cfg, tmp_path, override, needle):
     """Every node the run builds is checked: the learner, its backbone (a ${backbone} reference) and its
     optimizer. The refusal is a failed record of the checks phase; nothing was trained."""
     cfg = compose_cfg("dataset=digits", "method=protonet", "protocol=fewshot", "budget.iterations=2",
-                      "budget.episodes=5", "protocol.evaluator.shots=[1]", override, f"run_dir={tmp_path / 'run'}")
+                      "budget.episodes=5", "protocol.evaluator.shots=[1]", *override.split(),
+                      f"run_dir={tmp_path / 'run'}")
     if needle is None:
         assert execute(cfg)["status"] == "ok"
         return
@@ -114,3 +161,36 @@ def test_a_wrong_setting_is_refused_before_the_data_set_is_read(compose_cfg, tmp
                       "backbone=conv4", "method.learner.k_shot=five", f"run_dir={tmp_path / 'run'}")
     with pytest.raises(ArgumentTypeError, match="method.learner.k_shot is 'five'"):
         execute(cfg)
+
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+_NEEDS = {"arrays": ["dataset.path=/data/mine.npz"], "image_folder": ["dataset.root=/data/my_images"]}
+
+
+def test_no_shipped_config_is_refused():
+    """Every method on both backbones, every protocol (set_generation with its judge) and every data set, as
+    composed: none is refused (the members of the shipped leaderboards are checked in test_suite)."""
+    choices = [[f"method={m.stem}", f"backbone={b}"] for m in sorted((CONF / "method").glob("*.yaml"))
+               for b in ("mlp", "conv4")]
+    choices += [[f"protocol={p.stem}"] for p in sorted((CONF / "protocol").glob("*.yaml"))]
+    choices += [[f"dataset={d.stem}", *_NEEDS.get(d.stem, [])] for d in sorted((CONF / "dataset").glob("*.yaml"))]
+    assert len(choices) > 60
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for overrides in choices:
+            check_run_arguments(compose(config_name="config", overrides=overrides))
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["dataset.standardize=maybe"], "dataset.standardize is 'maybe', but it takes true or false"),  # was taken as true
+    (["seed=abc"], "seed is 'abc', but it takes a whole number"),
+    (["data_seed=1.5"], "data_seed is 1.5, but it takes a whole number"),
+    (["protocol=set_generation", "method=sdn", "protocol.judge_seed=abc"],
+     "protocol.judge_seed is 'abc', but it takes a whole number"),
+    (["save_model=1"], "save_model is 1, but it takes true or false"),
+])
+def test_the_runner_s_own_settings_are_checked_too(overrides, message):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    with pytest.raises(ArgumentTypeError) as info:
+        check_run_arguments(cfg)
+    assert str(info.value) == message
