@@ -191,14 +191,21 @@ def check_budget(cfg: DictConfig) -> None:
             raise ValueError(f"budget.{key} is {value!r}: it is the number of {what}, a whole number of at least 1"
                              + (" (for a net that is never trained, use method=untrained)" if key == "iterations"
                                 else ""))
-    steps = cfg.method.get("learner", {}).get("iterations") if "method" in cfg else None
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
-        raise ValueError(f"method.learner.iterations is {steps!r}: it is the learner's number of training steps "
-                         "(or solver iterations), a whole number of at least 0")
-    if steps == 0 and not cfg.method.get("untrained_baseline", False):
-        raise ValueError(f"method.learner.iterations is 0: {cfg.method.name} would be scored untrained under its own "
-                         "name. Give it training steps; for an untrained baseline use method=untrained, or name a "
-                         "method of its own with untrained_baseline: true (as set2model_untrained_mean.yaml does)")
+    for where in ("method", "protocol.judge"):  # the learner, and the judge a protocol trains (set_generation)
+        node = OmegaConf.select(cfg, where, default=None)
+        steps = node.get("learner", {}).get("iterations") if isinstance(node, DictConfig) else None
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
+            raise ValueError(f"{where}.learner.iterations is {steps!r}: it is the learner's number of training steps "
+                             "(or solver iterations), a whole number of at least 0")
+        if steps == 0 and not node.get("untrained_baseline", False):
+            if where == "method":
+                raise ValueError(f"method.learner.iterations is 0: {node.name} would be scored untrained under its own "
+                                 "name. Give it training steps; for an untrained baseline use method=untrained, or "
+                                 "name a method of its own with untrained_baseline: true (as "
+                                 "set2model_untrained_mean.yaml does)")
+            raise ValueError(f"{where}.learner.iterations is 0: the judge ({node.name}) would score the sets untrained; "
+                             f"give it training steps (its default is the budget's: {where}.learner.iterations="
+                             "${budget.iterations})")
 
 
 def check_fit_cache_settings(cfg: DictConfig) -> None:

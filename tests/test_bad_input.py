@@ -137,6 +137,15 @@ def test_a_budget_of_no_steps_or_no_episodes_is_refused_before_training(compose_
     assert not (Path(cfg.run_dir) / "model.pt").exists()
 
 
+def test_a_judge_of_no_training_steps_is_refused_before_training(compose_cfg):
+    cfg = compose_cfg("method=sdn", "protocol=set_generation", "protocol.judge.learner.iterations=0")
+    with pytest.raises(ValueError, match=r"protocol\.judge\.learner\.iterations is 0: the judge \(triplet\) would "
+                                         r"score the sets untrained") as caught:
+        execute(cfg)
+    assert caught.value.simbench_phase == "checks"
+    assert "fit_s" not in json.loads((Path(cfg.run_dir) / "record.json").read_text())["timings"]
+
+
 @pytest.mark.parametrize("method", ["set2model_untrained_mean", "set2model_untrained_gaussian",
                                     "set2model_untrained_gmm"])
 def test_the_untrained_set2model_baselines_keep_their_zero_steps(compose_cfg, method):
