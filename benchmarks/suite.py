@@ -29,7 +29,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from benchmarks import named_yaml, regress, report
-from benchmarks.argument_types import ArgumentTypeError, check_run_arguments
+from benchmarks.argument_types import check_run_arguments
+from benchmarks.run import check_budget
 from benchmarks.records import atomic_write, load_records
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,26 +88,32 @@ def check_member(member: dict, overrides: list[str], conf: Path = CONF) -> dict:
         params |= swept
         study = cfg.study
         grid = {g: _sweep_values(params[g]) for g in SWEPT_GROUPS if g in params}
-        if not grid:  # the composed config is the member's only one (a swept group's options are checked below)
-            try:
-                check_run_arguments(cfg)
-            except ArgumentTypeError as exc:
-                raise SuiteError(f"leaderboard member experiment={experiment}: {exc}") from None
         firsts = {g: values[0] for g, values in grid.items()}
+
+        def checked(choice: list[str]):
+            """The member's config with ``choice``, composed and checked as a run checks it before reading data."""
+            try:
+                one = compose("config", overrides=base + choice)
+                check_run_arguments(one)
+                check_budget(one)
+            except Exception as exc:  # Hydra's errors name the bad key or option; ours the setting
+                where = f", {' '.join(choice)}" if choice else ""
+                raise SuiteError(f"leaderboard member experiment={experiment}{where}: {exc}") from None
+            return one
+
+        if not grid:  # the composed config is the member's only one (a swept group's options are checked below)
+            checked([])
         # the (dataset, protocol, method) names the member's records will carry: a swept group's come from
         # its options, the others from the composed config
         names = {g: set() if g in grid else {cfg[g].name} for g in ("dataset", "protocol", "method")}
         for group, values in grid.items():
             for value in values:
-                choice = [f"{g}={value if g == group else v}" for g, v in firsts.items()]
-                try:
-                    one = compose("config", overrides=base + choice)
-                    check_run_arguments(one)
-                except Exception as exc:
-                    raise SuiteError(f"leaderboard member experiment={experiment}, {' '.join(choice)}: {exc}") \
-                        from None
+                one = checked([f"{g}={value if g == group else v}" for g, v in firsts.items()])
                 if group in names:
                     names[group].add(one[group].name)
+        for key in params.keys() - set(SWEPT_GROUPS):  # a swept setting: each value, the groups at their first
+            for value in _sweep_values(params[key]):
+                checked([*(f"{g}={v}" for g, v in firsts.items()), f"{key}={value}"])
     runs = 1
     for value in params.values():
         runs *= len(_sweep_values(value))

@@ -73,7 +73,14 @@ def test_a_bad_member_fails_before_anything_runs(tmp_path):
             ([{"experiment": "smoke_digits", "overrides": ["method=raw,protonet", "protocol=fewshot", "seed=0",
                                                            "+episode_n_way=abc"]}],
              "experiment=smoke_digits, method=protonet: method.learner.n_way is 'abc', but PrototypicalNetwork's "
-             "n_way takes a whole number")):
+             "n_way takes a whole number"),
+            ([{"experiment": "smoke_digits", "overrides": ["method=protonet,triplet", "protocol=fewshot", "seed=0",
+                                                           "method.learner.optimizer.lr=1e-3,fast"]}],
+             "experiment=smoke_digits, method=protonet method.learner.optimizer.lr=fast: method.learner.optimizer.lr "
+             "is 'fast', but Adam's lr takes a number"),  # a swept setting: each of its values is checked
+            ([{"experiment": "smoke_digits", "overrides": ["method=protonet", "protocol=fewshot", "seed=0",
+                                                           "method.learner.iterations=0"]}],
+             "method.learner.iterations is 0: protonet would be scored untrained under its own name")):
         done = _run_suite(_suite(tmp_path, members), results)
         assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
         assert not (results / "runs").exists()  # nothing ran
