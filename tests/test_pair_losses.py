@@ -116,3 +116,24 @@ def test_contrastive_with_random_pairs_trains(compose_cfg):
     assert report.notes["pairs"] == "random" and report.notes["steps_without_pairs"] == 0
     assert report.notes["mean_mined_pairs"] == 64
     assert report.loss_curve[-1][1] < report.loss_curve[0][1]
+
+
+def test_triplet_without_a_miner_uses_every_triplet_of_the_batch(compose_cfg):
+    """``method.learner.miner=null``: every (anchor, positive, negative) of the batch, counted by brute force."""
+    from hydra.utils import instantiate
+
+    from helpers import blobs
+    from methods.base import RunContext
+
+    cfg = compose_cfg("method=triplet", "backbone=mlp", "budget.iterations=5", "method.learner.miner=null",
+                      "method.learner.m_per_class=4", "method.learner.classes_per_batch=3")
+    data = blobs(n_classes=3, per_class=8, dim=8)
+    cfg.backbone.input_shape = list(data.input_shape)
+    learner = instantiate(cfg.method.learner)
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
+    a, p, n = learner.tuples(torch.zeros(12, 2), labels, 0)
+    brute = {(i, j, k) for i in range(12) for j in range(12) for k in range(12)
+             if i != j and labels[i] == labels[j] and labels[k] != labels[i]}
+    assert set(zip(a.tolist(), p.tolist(), n.tolist())) == brute  # 12 anchors x 3 positives x 8 negatives
+    report = learner.fit(data, RunContext(progress=False))
+    assert report.notes["mean_mined_triplets"] == len(brute) == 288
