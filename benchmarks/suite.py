@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from benchmarks import named_yaml, regress, report
@@ -58,8 +59,18 @@ def load_suite(name: str, conf: Path = CONF) -> dict:
             "studies": [{"experiment": m["experiment"], "overrides": list(m.get("overrides", []))} for m in members]}
 
 
-def _sweep_values(value) -> list[str]:
-    return [v.strip() for v in str(value).split(",")] if value is not None else []
+_PARSER = OverridesParser.create()
+
+
+def _sweep_values(key: str, value) -> list[str]:
+    """The values a sweep of ``key`` takes, as Hydra reads them: ``raw,lmnn``, ``range(0,3)``,
+    ``choice(1e-3,1e-2)``, groups of settings ``{n_way:30,k_shot:1},{n_way:20,k_shot:5}``; a single value alone."""
+    if value is None:
+        return []
+    override = _PARSER.parse_override(f"{key}={value}")
+    if override.is_sweep_override():
+        return list(override.sweep_string_iterator())
+    return [override.get_value_element_as_str()]
 
 
 def check_member(member: dict, overrides: list[str], conf: Path = CONF) -> dict:
@@ -72,7 +83,11 @@ def check_member(member: dict, overrides: list[str], conf: Path = CONF) -> dict:
     plain, swept = [], {}  # an override with a comma (method=raw,lmnn) is a sweep: it replaces the preset's
     for override in [*member["overrides"], *overrides]:
         key, _, value = override.partition("=")
-        if "," in value and not override.startswith(("hydra", "+", "~")) and "[" not in value:
+        try:
+            sweep = _PARSER.parse_override(override).is_sweep_override()
+        except Exception as exc:  # Hydra's parser names what it could not read
+            raise SuiteError(f"leaderboard member experiment={experiment}: {override!r}: {exc}") from None
+        if sweep and not override.startswith(("hydra", "+", "~")):
             swept[key] = value
         else:
             plain.append(override)
@@ -87,7 +102,7 @@ def check_member(member: dict, overrides: list[str], conf: Path = CONF) -> dict:
             params.pop(override.partition("=")[0], None)
         params |= swept
         study = cfg.study
-        grid = {g: _sweep_values(params[g]) for g in SWEPT_GROUPS if g in params}
+        grid = {g: _sweep_values(g, params[g]) for g in SWEPT_GROUPS if g in params}
         firsts = {g: values[0] for g, values in grid.items()}
 
         def checked(choice: list[str]):
@@ -112,12 +127,12 @@ def check_member(member: dict, overrides: list[str], conf: Path = CONF) -> dict:
                 if group in names:
                     names[group].add(one[group].name)
         for key in params.keys() - set(SWEPT_GROUPS):  # a swept setting: each value, the groups at their first
-            for value in _sweep_values(params[key]):
+            for value in _sweep_values(key, params[key]):
                 checked([*(f"{g}={v}" for g, v in firsts.items()), f"{key}={value}"])
     runs = 1
-    for value in params.values():
-        runs *= len(_sweep_values(value))
-    seeds = set(_sweep_values(params["seed"])) if "seed" in params else {str(cfg.seed)}
+    for key, value in params.items():
+        runs *= len(_sweep_values(key, value))
+    seeds = set(_sweep_values("seed", params["seed"])) if "seed" in params else {str(cfg.seed)}
     keys = {(d, p, m, s) for d in names["dataset"] for p in names["protocol"] for m in names["method"] for s in seeds}
     return {"experiment": experiment, "study": study, "runs": runs, "keys": keys}
 

@@ -72,8 +72,8 @@ def test_a_bad_member_fails_before_anything_runs(tmp_path):
              "whole number"),
             ([{"experiment": "smoke_digits", "overrides": ["method=raw,protonet", "protocol=fewshot", "seed=0",
                                                            "+episode_n_way=abc"]}],
-             "experiment=smoke_digits, method=protonet: method.learner.n_way is 'abc', but PrototypicalNetwork's "
-             "n_way takes a whole number"),
+             "experiment=smoke_digits, method=protonet: episode_n_way is 'abc', but PrototypicalNetwork's "
+             "n_way takes a whole number"),  # ${oc.select:episode_n_way,5}: the setting given is named
             ([{"experiment": "smoke_digits", "overrides": ["method=protonet,triplet", "protocol=fewshot", "seed=0",
                                                            "method.learner.optimizer.lr=1e-3,fast"]}],
              "experiment=smoke_digits, method=protonet method.learner.optimizer.lr=fast: method.learner.optimizer.lr "
@@ -98,6 +98,25 @@ def test_the_shipped_leaderboards_compose(name):
     studies = [p["study"] for p in plan]
     assert len(set(studies)) == len(studies)
     assert all(p["runs"] > 0 for p in plan)
+
+
+def test_every_shipped_preset_can_be_a_member():
+    """The presets the shipped leaderboards leave out too (the paper presets sweep groups of settings:
+    ``train_episode={n_way:30,k_shot:1},{n_way:20,k_shot:5}`` is two values, not four)."""
+    in_boards = {m["experiment"] for name in ("leaderboard_smoke", "leaderboard_cpu", "leaderboard_gpu")
+                 for m in load_suite(name)["studies"]}
+    others = sorted({p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")} - in_boards)
+    assert "paper_protonet_mini_imagenet" in others
+    plans = {name: check_member({"experiment": name, "overrides": []}, []) for name in others}
+    assert plans["paper_protonet_mini_imagenet"]["runs"] == 2
+
+
+def test_sweeps_hydra_writes_as_functions_are_read_as_hydra_reads_them():
+    plan = check_member({"experiment": "smoke_digits", "overrides": [
+        "method=protonet,triplet", "protocol=fewshot", "seed=range(0,2)", "method.learner.optimizer.lr=choice(1e-3,1e-2)"]},
+        [])
+    assert plan["runs"] == 2 * 2 * 2
+    assert {k[3] for k in plan["keys"]} == {"0", "1"}
 
 
 def test_merging_studies_that_hold_the_same_run_is_refused(tmp_path):
