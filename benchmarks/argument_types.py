@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections.abc
 import inspect
+import re
 import types
 import typing
 
@@ -140,10 +141,16 @@ def _shown(value) -> str:
     return repr(value)
 
 
+_SELECT = re.compile(r"^\$\{oc\.select:\s*([\w.]+)\s*,")
+
+
 def _setting(node: DictConfig, key: str) -> str:
     """The name a user would override: the referenced setting for a ``${...}`` value, else the key itself."""
     child = node._get_node(key)
     if child is not None and child._is_interpolation():
+        chosen = _SELECT.match(str(child._value()))
+        if chosen is not None and OmegaConf.select(node._get_root(), chosen.group(1), default=None) is not None:
+            return chosen.group(1)  # ${oc.select:episode_n_way,5}, with episode_n_way given
         source = child._dereference_node()
         name = source._get_full_key(None) if source is not None and source._get_parent() is not None else ""
         if name:
@@ -155,12 +162,23 @@ def _takes_more(function) -> bool:
     return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(function).parameters.values())
 
 
+def _passes_on(init) -> bool:
+    """Whether a constructor hands its ``**kwargs`` to its parent's (``super().__init__(..., **kwargs)``, as
+    pytorch-metric-learning's do); one that keeps them, or whose source cannot be read, is taken not to."""
+    name = next(p.name for p in inspect.signature(init).parameters.values() if p.kind is p.VAR_KEYWORD)
+    try:
+        source = inspect.getsource(init)
+    except (OSError, TypeError):
+        return False
+    return re.search(r"super\(\)\.__init__\([^)]*\*\*" + re.escape(name) + r"\b", source) is not None
+
+
 def _chain(target) -> tuple[list, bool]:
     """The functions whose parameters a call of ``target`` can fill, and whether it takes settings beyond
-    them. A function: itself. A class: its constructor and, while a constructor passes ``**kwargs`` on, its
-    parents' (pytorch-metric-learning's losses, miners and distances), up to one that takes no ``**kwargs``;
-    a chain that runs into torch's Module or object still open may keep its ``**kwargs`` itself, so it takes
-    any setting."""
+    them. A function: itself. A class: its constructor and, while a constructor passes its ``**kwargs`` on to
+    its parent's (pytorch-metric-learning's losses, miners and distances), the parents' up to one that takes no
+    ``**kwargs``. A constructor that keeps its ``**kwargs`` (or a chain that runs into torch's Module) takes any
+    setting."""
     if not inspect.isclass(target):
         return [target], _takes_more(target)
     chain = []
@@ -173,6 +191,8 @@ def _chain(target) -> tuple[list, bool]:
         chain.append(init)
         if not _takes_more(init):
             return chain, False
+        if not _passes_on(init):
+            return chain, True
     return chain, True
 
 
@@ -213,15 +233,16 @@ RUN_SETTINGS = {"seed": [int], "data_seed": [int], "episode_seed": [int], "threa
                 "dataset.standardize": [bool], "protocol.judge_seed": [int]}
 
 
-def check_run_arguments(cfg: DictConfig) -> None:
-    """Every node a run builds and the runner's own settings, checked before its data set is read."""
+def check_run_arguments(cfg: DictConfig, learner: bool = True) -> None:
+    """Every node a run builds and the runner's own settings, checked before its data set is read
+    (``learner=False``: not the learner's node, for a saved learner evaluated again)."""
     for name, kinds in RUN_SETTINGS.items():
         if OmegaConf.select(cfg, name, default="<absent>") == "<absent>":
             continue
         value = OmegaConf.select(cfg, name)
         if not _fits(value, kinds):
             raise ArgumentTypeError(f"{name} is {_shown(value)}, but it takes {_wanted(kinds)}")
-    for name in BUILT:
+    for name in BUILT if learner else [b for b in BUILT if b != "method.learner"]:
         node = OmegaConf.select(cfg, name, default=None)
         if node is not None:
             check_arguments(node)
@@ -260,7 +281,7 @@ def check_arguments(node) -> None:
             if not takes_more:
                 raise ArgumentTypeError(
                     f"{_setting(node, key)} is not a setting of {owner} (it takes: {', '.join(named) or 'nothing'}); "
-                    "check the spelling, or drop it")
+                    f"check the spelling, or drop it (~{_setting(node, key)} on the command line for one the yaml sets)")
             continue
         members = named[key]
         if members is None or _fits(value, members):

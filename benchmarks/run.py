@@ -200,9 +200,10 @@ def check_budget(cfg: DictConfig) -> None:
         if steps == 0 and not node.get("untrained_baseline", False):
             if where == "method":
                 raise ValueError(f"method.learner.iterations is 0: {node.name} would be scored untrained under its own "
-                                 "name. Give it training steps; for an untrained baseline use method=untrained, or "
-                                 "name a method of its own with untrained_baseline: true (as "
-                                 "set2model_untrained_mean.yaml does)")
+                                 "name. Give it training steps; for an untrained row use method=raw (the inputs "
+                                 "themselves) or method=untrained (the backbone at its initialisation), or name a "
+                                 "method of its own with untrained_baseline: true (as set2model_untrained_mean.yaml "
+                                 "does)")
             raise ValueError(f"{where}.learner.iterations is 0: the judge ({node.name}) would score the sets untrained; "
                              f"give it training steps (its default is the budget's: {where}.learner.iterations="
                              "${budget.iterations})")
@@ -236,7 +237,7 @@ def execute(cfg: DictConfig) -> dict:
     run_id = config_hash(identity)
     previous = read_record(run_dir / RECORD_NAME)
     _check_same_data_set(previous, identity, run_dir)
-    if cfg.skip_existing and previous and previous.get("status") == "ok" and previous.get("run_id") == run_id:
+    if cfg.skip_existing is True and previous and previous.get("status") == "ok" and previous.get("run_id") == run_id:
         print(f"[skip] {run_dir} already holds this run's record")
         return previous
 
@@ -259,8 +260,7 @@ def execute(cfg: DictConfig) -> dict:
         record["threads"] = set_threads(cfg.get("threads"))
         check_budget(cfg)
         check_fit_cache_settings(cfg)
-        if saved is None:
-            check_run_arguments(cfg)  # before the data set is read; build() checks each node again
+        check_run_arguments(cfg, learner=saved is None)  # before the data set is read; build() checks again
         seed_everything(cfg.seed)
         protocol = build(cfg.protocol.evaluator)
         split = prepare_split(cfg, protocol, transform=saved.transform if saved is not None else None)

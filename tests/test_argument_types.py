@@ -38,6 +38,12 @@ class KeepsTheRest(torch.nn.Module):
         self.rest = rest
 
 
+class KeepsTheRestBelowAClass(Base):
+    def __init__(self, depth: int = 2, **options):  # a subclass of a learner that keeps its options
+        super().__init__(power=2.0)
+        self.options = options
+
+
 def toy_more(count: int, **rest):
     return count
 
@@ -71,6 +77,7 @@ def test_settings_that_fit_their_parameters_pass(settings):
     ({"margin": "x"}, "margin is 'x', but toy's margin takes a number"),  # no annotation: the default's kind
     ({"strict": "yes"}, "strict is 'yes', but toy's strict takes true or false"),
     ({"cuont": 3}, "cuont is not a setting of toy (it takes: count, rate, name, flag, limit, mode, size, shape"),
+    ({"cuont": 3}, "check the spelling, or drop it (~cuont on the command line for one the yaml sets)"),
     ({"shots": 5}, "shots is 5, but toy's shots takes a list of whole numbers"),
     ({"shots": "15"}, "shots is '15', but toy's shots takes a list of whole numbers"),
     ({"shots": [1, "x"]}, "shots is the list [1, 'x'], but toy's shots takes a list of whole numbers"),
@@ -101,6 +108,7 @@ def test_settings_passed_on_to_parent_constructors_are_checked_there():
     with pytest.raises(ArgumentTypeError, match=r"pwer is not a setting of Middle \(it takes: margin, power, normalise\)"):
         check_arguments(OmegaConf.create({"_target_": middle, "pwer": 2}))
     check_arguments(OmegaConf.create({"_target_": f"{__name__}.KeepsTheRest", "depth": 3, "width": 8}))
+    check_arguments(OmegaConf.create({"_target_": f"{__name__}.KeepsTheRestBelowAClass", "depth": 3, "whiten": True}))
     with pytest.raises(ArgumentTypeError, match="depth is 'x'"):
         check_arguments(OmegaConf.create({"_target_": f"{__name__}.KeepsTheRest", "depth": "x"}))
 
@@ -194,3 +202,27 @@ def test_the_runner_s_own_settings_are_checked_too(overrides, message):
     with pytest.raises(ArgumentTypeError) as info:
         check_run_arguments(cfg)
     assert str(info.value) == message
+
+
+def test_a_setting_read_through_oc_select_is_named_where_it_is_given():
+    cfg = OmegaConf.create({"inner": {"_target_": f"{__name__}.toy", "count": "${oc.select:ways,5}"}})
+    check_arguments(cfg.inner)  # the default
+    cfg.ways = "abc"
+    with pytest.raises(ArgumentTypeError, match=r"^ways is 'abc', but toy's count takes a whole number$"):
+        check_arguments(cfg.inner)
+
+
+def test_skip_existing_and_a_re_evaluation_s_settings_are_checked(compose_cfg, tmp_path):
+    """``skip_existing=no`` (a string, so true) no longer skips past the checks when a record exists, and a
+    saved learner evaluated again (``from_run``) has the runner's settings checked too."""
+    first = compose_cfg("dataset=iris", "method=raw", "protocol=knn", f"run_dir={tmp_path / 'run'}")
+    assert execute(first)["status"] == "ok"
+    again = compose_cfg("dataset=iris", "method=raw", "protocol=knn", f"run_dir={tmp_path / 'run'}",
+                        "skip_existing=no")
+    with pytest.raises(ArgumentTypeError, match="skip_existing is 'no', but it takes true or false"):
+        execute(again)
+    assert json.loads((tmp_path / "run" / "record.json").read_text())["status"] == "ok"  # the earlier record kept
+    saved = compose_cfg("dataset=iris", "protocol=knn", f"from_run={tmp_path / 'run'}", "episode_seed=abc",
+                        f"run_dir={tmp_path / 'again'}")
+    with pytest.raises(ArgumentTypeError, match="episode_seed is 'abc', but it takes a whole number"):
+        execute(saved)

@@ -126,8 +126,8 @@ def test_impossible_training_episodes_fail_before_training(compose_cfg):
     ("method.learner.iterations=-1", r"method\.learner\.iterations is -1: it is the learner's number of training "
                                      r"steps \(or solver iterations\), a whole number of at least 0"),
     ("method.learner.iterations=0", r"method\.learner\.iterations is 0: protonet would be scored untrained under "
-                                    r"its own name\. Give it training steps; for an untrained baseline use "
-                                    r"method=untrained")])
+                                    r"its own name\. Give it training steps; for an untrained row use method=raw "
+                                    r"\(the inputs themselves\) or method=untrained")])
 def test_a_budget_of_no_steps_or_no_episodes_is_refused_before_training(compose_cfg, override, message):
     """0 steps put an untrained net in the table under the learner's name; 0 episodes failed after training."""
     cfg = compose_cfg("method=protonet", "protocol=fewshot", override)
