@@ -25,6 +25,8 @@ import torch
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from methods.base import PRECISIONS
+
 _SCALARS = (bool, int, float, str, type(None))
 _LISTS = (list, tuple, collections.abc.Sequence, collections.abc.Iterable, collections.abc.MutableSequence,
           collections.abc.Collection)
@@ -226,11 +228,11 @@ BUILT = ("dataset.source", "dataset.train_transform", "protocol.evaluator", "met
          "protocol.judge.learner")
 
 
-# The runner's own settings that no class takes, with the kinds they take (fit_cache, precision, device and the
-# budget have checks of their own that say more).
+# The runner's own settings that no class takes, with the kinds they take (fit_cache, device and the budget have
+# checks of their own that say more; a run checks precision in RunContext first, a suite's plan here).
 RUN_SETTINGS = {"seed": [int], "data_seed": [int], "episode_seed": [int], "threads": [int, type(None)],
                 "validation": [bool], "progress": [bool], "skip_existing": [bool], "save_model": [bool],
-                "dataset.standardize": [bool], "protocol.judge_seed": [int]}
+                "dataset.standardize": [bool], "protocol.judge_seed": [int], "precision": [PRECISIONS]}
 
 
 def check_run_arguments(cfg: DictConfig, learner: bool = True) -> None:

@@ -42,7 +42,11 @@ def kept_random_state():
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={name!r} is not a device: use device=auto (a GPU when one is visible), "
+                         "device=cpu, device=cuda or device=cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device=cuda was asked for but no GPU is visible; use device=auto or device=cpu")
     return device

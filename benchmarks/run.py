@@ -258,6 +258,7 @@ def execute(cfg: DictConfig) -> dict:
         device = pick_device(cfg.device)
         record["device"] = describe_device(device)
         record["threads"] = set_threads(cfg.get("threads"))
+        ctx = RunContext(device=device, seed=cfg.seed, progress=cfg.progress, precision=cfg.precision)
         check_budget(cfg)
         check_fit_cache_settings(cfg)
         check_run_arguments(cfg, learner=saved is None)  # before the data set is read; build() checks again
@@ -275,7 +276,6 @@ def execute(cfg: DictConfig) -> dict:
         learner.check(split.train)
         train = fit_data(split.train, cfg) if saved is None else None  # built now: a bad train_transform fails early
         check_judge(cfg, protocol, split)
-        ctx = RunContext(device=device, seed=cfg.seed, progress=cfg.progress, precision=cfg.precision)
 
         phase = "fit"  # from here on a failure is in training (the set-generation judge's included): traceback kept
         judge = fit_judge(cfg, split, device, record)  # leaves the random state as it found it

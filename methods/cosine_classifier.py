@@ -21,7 +21,7 @@ head on the support features; imprinting (Qi et al.) needs no training per episo
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,8 @@ from datasets.batches import balanced_batches
 from datasets.labeled import LabeledData
 from methods.base import EmbeddingLearner, FitReport, PrototypeScorer, RunContext, class_means
 from methods.training import optimise
+
+Sampler = Literal["shuffled", "balanced"]  # how minibatches are drawn (see the module docstring)
 
 
 def default_scale(n_classes: int, threshold: int = 200) -> float:
@@ -69,10 +71,10 @@ class CosineClassifier(EmbeddingLearner):
     score_episodes = None  # its own adapt: the few-shot protocol scores its episodes one at a time
 
     def __init__(self, backbone: nn.Module, optimizer: Callable, iterations: int, batch_size: int = 64,
-                 sampler: str = "shuffled", m_per_class: int = 4, scale: float | None = None,
+                 sampler: Sampler = "shuffled", m_per_class: int = 4, scale: float | None = None,
                  scale_class_threshold: int = 200, learn_norms: bool = True) -> None:
         super().__init__()
-        if sampler not in ("shuffled", "balanced"):
+        if sampler not in get_args(Sampler):
             raise ValueError(f"sampler must be 'shuffled' or 'balanced', got {sampler!r}")
         if batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 (batch norm in training mode), got {batch_size}")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence, get_args
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +38,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 _BUILDERS = {18: tvm.resnet18, 34: tvm.resnet34, 50: tvm.resnet50, 101: tvm.resnet101, 152: tvm.resnet152}
 _LAYOUTS = {18: (False, (2, 2, 2, 2)), 34: (False, (3, 4, 6, 3)), 50: (True, (3, 4, 6, 3)),
             101: (True, (3, 4, 23, 3)), 152: (True, (3, 8, 36, 3))}
-_POOLINGS = ("avg", "max", "avg+max")
+Depth = Literal[18, 34, 50, 101, 152]
+assert set(get_args(Depth)) == set(_BUILDERS)
+Pooling = Literal["avg", "max", "avg+max"]
+_POOLINGS = get_args(Pooling)
 
 
 class WeightsFileError(ValueError):
@@ -48,8 +51,8 @@ class WeightsFileError(ValueError):
 class ResNet(nn.Module):
     """A torchvision ResNet trunk -> global pooling -> optional linear embedding (see the module docstring)."""
 
-    def __init__(self, input_shape: Sequence[int], depth: int = 18, weights_path: str | None = None,
-                 pooling: str = "avg", embedding_dim: int | None = None, freeze_bn: bool = True,
+    def __init__(self, input_shape: Sequence[int], depth: Depth = 18, weights_path: str | None = None,
+                 pooling: Pooling = "avg", embedding_dim: int | None = None, freeze_bn: bool = True,
                  freeze_bn_affine: bool | None = None) -> None:
         super().__init__()
         if len(input_shape) != 3 or input_shape[0] not in (1, 3):

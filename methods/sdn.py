@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence, get_args
 
 import torch
 import torch.nn.functional as F
@@ -69,6 +69,8 @@ from methods.base import EmbeddingLearner, FitReport, RunContext
 from methods.made import MADE
 from methods.set_codes import SetEncoder
 from methods.training import NonFiniteLossError, build_optimizer
+
+ModeSeekingSpace = Literal["latent", "inputs"]  # where the mode-seeking term measures distances
 
 
 class LeadingDistance(LpDistance):
@@ -225,7 +227,7 @@ class SetDistributionNetwork(EmbeddingLearner):
                  sets_per_step: int = 8, set_sizes: Sequence[int] = (1, 2, 4, 8), extra_members: int = 4,
                  fakes_per_set: int = 4, margin: float = 1.0, mismatch_weight: float = 1.0,
                  pull_away_weight: float = 0.1, mode_seeking_weight: float = 1.0,
-                 mode_seeking_space: str = "latent", prior_hidden: Sequence[int] = (256, 256),
+                 mode_seeking_space: ModeSeekingSpace = "latent", prior_hidden: Sequence[int] = (256, 256),
                  prior_steps: int = 200) -> None:
         super().__init__()
         if fakes_per_set < 1:
@@ -248,7 +250,7 @@ class SetDistributionNetwork(EmbeddingLearner):
         self.fakes_per_set, self.margin = fakes_per_set, float(margin)
         self.mismatch_weight, self.pull_away_weight = float(mismatch_weight), float(pull_away_weight)
         self.mode_seeking_weight = float(mode_seeking_weight)
-        if mode_seeking_space not in ("latent", "inputs"):
+        if mode_seeking_space not in get_args(ModeSeekingSpace):
             raise ValueError(f"SDN: mode_seeking_space must be 'latent' or 'inputs', got {mode_seeking_space!r}")
         self.mode_seeking_space = mode_seeking_space
         self.prior_steps = int(prior_steps)

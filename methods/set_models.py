@@ -34,9 +34,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
+
+Gradient = Literal["implicit", "unrolled"]  # how a GMM fit is differentiated in its set
 
 LOG_2PI = math.log(2 * math.pi)
 RESPONSIBILITY_FLOOR = 1e-8
@@ -193,10 +196,10 @@ class DiagonalGMM:
     at the fixed point, or "unrolled" through ``iterations`` EM steps)."""
 
     name = "gmm"
-    GRADIENTS = ("implicit", "unrolled")
+    GRADIENTS = get_args(Gradient)
 
     def __init__(self, n_components: int = 2, variance_floor: float = 1e-3, iterations: int = 100,
-                 tol: float = 1e-6, gradient: str = "implicit") -> None:
+                 tol: float = 1e-6, gradient: Gradient = "implicit") -> None:
         if n_components < 1:
             raise ValueError(f"n_components must be at least 1, got {n_components}")
         if variance_floor <= 0:

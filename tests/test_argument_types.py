@@ -171,6 +171,31 @@ def test_a_wrong_setting_is_refused_before_the_data_set_is_read(compose_cfg, tmp
         execute(cfg)
 
 
+@pytest.mark.parametrize("overrides,error,needle", [
+    (["method=cosine", "method.learner.sampler=balancd"], ArgumentTypeError,
+     "method.learner.sampler is 'balancd', but CosineClassifier's sampler takes one of 'shuffled', 'balanced'"),
+    (["method=sdn", "method.learner.mode_seeking_space=input"], ArgumentTypeError,
+     "method.learner.mode_seeking_space is 'input', but SetDistributionNetwork's mode_seeking_space takes one of "
+     "'latent', 'inputs'"),
+    (["method=set2model", "method.learner.set_model.gradient=unroll"], ArgumentTypeError,
+     "method.learner.set_model.gradient is 'unroll', but DiagonalGMM's gradient takes one of 'implicit', 'unrolled'"),
+    (["backbone=resnet18", "backbone.pooling=mean"], ArgumentTypeError,
+     "backbone.pooling is 'mean', but ResNet's pooling takes one of 'avg', 'max', 'avg+max'"),
+    (["backbone=resnet18", "backbone.depth=19"], ArgumentTypeError,
+     "backbone.depth is 19, but ResNet's depth takes one of 18, 34, 50, 101, 152"),
+    (["precision=fp16"], ValueError, "precision='fp16' is not one of fp32, bf16"),
+    (["device=tpu"], ValueError, "device='tpu' is not a device: use device=auto"),
+])
+def test_a_choice_is_refused_before_the_data_set_is_read(compose_cfg, tmp_path, overrides, error, needle):
+    """Choices the learner, its backbone or the run context would refuse only once built (after the data set is
+    read): the data root holds nothing, so a refusal that came later would name the missing data instead."""
+    cfg = compose_cfg("dataset=fashion_mnist", f"dataset.source.root={tmp_path / 'nothing'}", "backbone=conv4",
+                      *overrides, f"run_dir={tmp_path / 'run'}")
+    with pytest.raises(error) as info:
+        execute(cfg)
+    assert needle in str(info.value)
+
+
 CONF = Path(__file__).resolve().parent.parent / "conf"
 _NEEDS = {"arrays": ["dataset.path=/data/mine.npz"], "image_folder": ["dataset.root=/data/my_images"]}
 
@@ -195,6 +220,7 @@ def test_no_shipped_config_is_refused():
     (["protocol=set_generation", "method=sdn", "protocol.judge_seed=abc"],
      "protocol.judge_seed is 'abc', but it takes a whole number"),
     (["save_model=1"], "save_model is 1, but it takes true or false"),
+    (["precision=fp16"], "precision is 'fp16', but it takes one of 'fp32', 'bf16'"),  # a suite's plan reads this
 ])
 def test_the_runner_s_own_settings_are_checked_too(overrides, message):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
