@@ -33,9 +33,12 @@ import sys
 import time
 from pathlib import Path
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import IntervalSweep
 from omegaconf import OmegaConf
 
 from benchmarks import named_yaml, report
+from benchmarks.argument_types import check_run_arguments
 from benchmarks.leaderboard import lower_is_better
 from benchmarks.records import RECORD_NAME, atomic_write, read_record
 
@@ -43,6 +46,9 @@ REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "conf"
 QUIET = ["hydra/job_logging=none", "hydra/hydra_logging=none"]
 REQUIRED = ("study", "base", "objective", "direction", "n_trials", "methods")
+
+
+_PARSER = OverridesParser.create()
 
 
 class TuneError(ValueError):
@@ -88,27 +94,55 @@ def search_space(method: str, conf: Path = CONF) -> dict[str, str]:
     return {str(k): str(v) for k, v in space.items()}
 
 
+def space_values(key: str, value: str) -> list[str]:
+    """Values of a search-space entry that show the kinds its trials will be given, as overrides' values: both
+    ends of an ``interval`` (``interval(1, 5)`` samples numbers with a fraction, ``int(interval(1, 5))`` whole
+    ones, as the Optuna sweeper reads them), every value of a ``choice`` or ``range``."""
+    try:
+        override = _PARSER.parse_override(f"{key}={value}")
+    except Exception as exc:  # Hydra's parser names what it could not read
+        raise TuneError(f"search space {key}: {value!r} cannot be read: {exc}") from None
+    sweep = override.value()
+    if isinstance(sweep, IntervalSweep):
+        return [str(sweep.start), str(sweep.end)]
+    if override.is_sweep_override():
+        return list(override.sweep_string_iterator())
+    return [override.get_value_element_as_str()]
+
+
 def check_space(plan: dict, method: str, space: dict[str, str]) -> None:
-    """Every key of the space exists in the composed config (a typo fails now, not after the first trial)."""
+    """What the trials will be given is checked as a run checks it before reading its data set: the base with
+    ``method`` (the budget and every setting against the class it configures), and each key of the space with
+    the values it spans (a typo or a value of the wrong kind fails now, not in every trial)."""
     from hydra import compose, initialize_config_dir
 
+    from benchmarks.run import ConfigResolutionError, check_budget, resolved_config
+
+    base = [*plan["base"], f"method={method}"]
+    where = f"{plan['path']}: base {plan['base']} with method={method}"
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         try:  # with the sweeper the trials run under: a missing Optuna plugin fails here
-            cfg = compose("config", overrides=[*plan["base"], f"method={method}", "hydra/sweeper=optuna"],
-                          return_hydra_config=True)
+            cfg = compose("config", overrides=[*base, "hydra/sweeper=optuna"], return_hydra_config=True)
         except Exception as exc:
-            raise TuneError(f"{plan['path']}: base {plan['base']} with method={method}: {exc}") from None
-    from benchmarks.run import ConfigResolutionError, resolved_config
-
-    job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # what each trial's run is given
-    try:
-        resolved_config(job)
-    except ConfigResolutionError as exc:
-        raise TuneError(f"{plan['path']}: base {plan['base']} with method={method}: {exc}") from None
-    for key in space:
-        if OmegaConf.select(cfg, key, default="<missing>") == "<missing>":
-            raise TuneError(f"conf/search_space/{method}.yaml: {key} is not a key of the {method} config; "
-                            "fix the key (compose with --cfg job to see them)")
+            raise TuneError(f"{where}: {exc}") from None
+        job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # what each trial's run is given
+        try:
+            resolved_config(job)
+            check_run_arguments(job)
+            check_budget(job)
+        except (ConfigResolutionError, ValueError) as exc:
+            raise TuneError(f"{where}: {exc}") from None
+        for key, value in space.items():
+            if OmegaConf.select(cfg, key, default="<missing>") == "<missing>":
+                raise TuneError(f"conf/search_space/{method}.yaml: {key} is not a key of the {method} config; "
+                                "fix the key (compose with --cfg job to see them)")
+            for one in space_values(key, value):
+                try:
+                    check_run_arguments(compose("config", overrides=[*base, f"{key}={one}"]))
+                except ValueError as exc:
+                    hint = (" (int(interval(a, b)) samples whole numbers)" if "whole number" in str(exc)
+                            and isinstance(_PARSER.parse_override(f"{key}={value}").value(), IntervalSweep) else "")
+                    raise TuneError(f"search space of {method}, {key}: {value} gives {one}: {exc}{hint}") from None
 
 
 def _run(command: list[str]) -> None:

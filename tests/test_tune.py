@@ -102,6 +102,37 @@ def test_bad_plans_and_search_spaces_are_refused(tmp_path):
         check_space(plan, "triplet", {"method.learner.optimizer.lrr": "interval(0.1, 1)"})
 
 
+@pytest.mark.parametrize("space,needle", [
+    ({"method.learner.k_shot": "interval(1, 10)"},  # Optuna would sample k_shot=3.7
+     "search space of protonet, method.learner.k_shot: interval(1, 10) gives 1.0: method.learner.k_shot is 1.0, "
+     "but PrototypicalNetwork's k_shot takes a whole number (int(interval(a, b)) samples whole numbers)"),
+    ({"method.learner.optimizer.lr": "choice(0.001, fast)"},
+     "method.learner.optimizer.lr: choice(0.001, fast) gives fast: method.learner.optimizer.lr is 'fast', but "
+     "Adam's lr takes a number"),
+    ({"method.learner.k_shot": "choice(1, 5)", "method.learner.n_way": "range(2, 6)"}, None),
+    ({"method.learner.k_shot": "int(interval(1, 10))"}, None),
+])
+def test_each_value_a_search_space_spans_is_checked_against_the_setting_it_fills(space, needle):
+    plan = {"path": "plan.yaml", "base": BASE}
+    if needle is None:
+        check_space(plan, "protonet", space)
+        return
+    with pytest.raises(TuneError) as info:
+        check_space(plan, "protonet", space)
+    assert needle in str(info.value)
+
+
+def test_the_dry_run_checks_the_base_as_a_run_checks_it(tmp_path):
+    """A setting of the wrong kind, or a budget of 0 steps, fails the dry run (exit 2) before any trial."""
+    for extra, needle in [("method.learner.n_way=abc", "method.learner.n_way is 'abc', but PrototypicalNetwork's "
+                                                        "n_way takes a whole number"),
+                          ("budget.iterations=0", "budget.iterations is 0: it is the number of training steps")]:
+        plan = _plan(tmp_path, methods=["protonet"], base=[*BASE, extra])
+        done = subprocess.run([sys.executable, "-m", "benchmarks.tune", str(plan), "--dry-run"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2 and needle in done.stderr, done.stderr
+
+
 def test_a_base_whose_references_cannot_be_filled_in_is_refused_by_the_dry_run(tmp_path):
     plan = {"path": tmp_path / "p.yaml", "base": [*BASE, "+method.learner.note=${nowhere}"]}
     with pytest.raises(TuneError, match=r"with method=triplet: the configuration cannot be filled in at "
