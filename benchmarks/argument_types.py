@@ -11,7 +11,8 @@ where those are of the kinds above), groups (``dict``, ``Mapping``), and unions 
 union is dropped (a config cannot hold one: torch's ``lr: float | Tensor``). A parameter with no annotation (as
 in pytorch-metric-learning) is judged by the kind of its default. A class whose constructor passes ``**kwargs``
 on to its parents takes their parameters too (a loss's ``distance`` and ``reducer``, a distance's ``power``).
-Annotations of any other kind (a module, a callable) are not judged.
+Annotations of any other kind (a module, a callable) are not judged. Every setting refused under a run's nodes
+is named in one ArgumentTypeError, so a single try shows all there is to fix.
 """
 from __future__ import annotations
 
@@ -238,27 +239,47 @@ RUN_SETTINGS = {"seed": [int], "data_seed": [int], "episode_seed": [int], "threa
 def check_run_arguments(cfg: DictConfig, learner: bool = True) -> None:
     """Every node a run builds and the runner's own settings, checked before its data set is read
     (``learner=False``: not the learner's node, for a saved learner evaluated again)."""
+    problems, reported = [], set()
     for name, kinds in RUN_SETTINGS.items():
         if OmegaConf.select(cfg, name, default="<absent>") == "<absent>":
             continue
         value = OmegaConf.select(cfg, name)
         if not _fits(value, kinds):
-            raise ArgumentTypeError(f"{name} is {_shown(value)}, but it takes {_wanted(kinds)}")
+            parent, _, key = name.rpartition(".")
+            named = _setting(OmegaConf.select(cfg, parent) if parent else cfg, key)  # episode_seed: ${data_seed}
+            if named != name and named in RUN_SETTINGS and named in reported:
+                continue  # said once, for the setting it reads
+            reported.add(named)
+            problems.append(f"{named} is {_shown(value)}, but {'it' if named == name else name} takes {_wanted(kinds)}")
     for name in BUILT if learner else [b for b in BUILT if b != "method.learner"]:
         node = OmegaConf.select(cfg, name, default=None)
         if node is not None:
-            check_arguments(node)
+            problems += _problems(node)
+    _refuse(problems)
 
 
 def check_arguments(node) -> None:
-    """Raise ArgumentTypeError for the first setting under ``node`` (a config node, nested ``_target_`` nodes
+    """Raise ArgumentTypeError naming every setting under ``node`` (a config node, nested ``_target_`` nodes
     included) that its target's parameter does not accept."""
+    _refuse(_problems(node))
+
+
+def _refuse(problems: list[str]) -> None:
+    """One problem is the message; several are listed, so that one try shows them all."""
+    problems = list(dict.fromkeys(problems))  # a node reached twice (through a ${...} reference) says it once
+    if len(problems) == 1:
+        raise ArgumentTypeError(problems[0])
+    if problems:
+        raise ArgumentTypeError(f"{len(problems)} settings are refused:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _problems(node) -> list[str]:
+    """What is wrong with the settings under ``node``, one message each."""
     if isinstance(node, ListConfig):
-        for item in node:
-            check_arguments(item)
-        return
+        return [problem for item in node for problem in _problems(item)]
     if not isinstance(node, DictConfig):
-        return
+        return []
+    problems = []
     target_path = node.get("_target_")
     parameters = None
     if isinstance(target_path, str):
@@ -274,14 +295,14 @@ def check_arguments(node) -> None:
             continue
         value = node[key]
         if isinstance(value, (DictConfig, ListConfig)):
-            check_arguments(value)
+            problems += _problems(value)
         if parameters is None:
             continue
         named, takes_more = parameters
         owner = target_path.rsplit(".", 1)[-1]
         if key not in named:
             if not takes_more:
-                raise ArgumentTypeError(
+                problems.append(
                     f"{_setting(node, key)} is not a setting of {owner} (it takes: {', '.join(named) or 'nothing'}); "
                     f"check the spelling, or drop it (~{_setting(node, key)} on the command line for one the yaml sets)")
             continue
@@ -292,4 +313,5 @@ def check_arguments(node) -> None:
         hint = ""
         if str in members and isinstance(value, (int, float)) and not isinstance(value, bool):
             hint = f" (quote a number meant as text: {name}=\"'{value}'\")"
-        raise ArgumentTypeError(f"{name} is {_shown(value)}, but {owner}'s {key} takes {_wanted(members)}{hint}")
+        problems.append(f"{name} is {_shown(value)}, but {owner}'s {key} takes {_wanted(members)}{hint}")
+    return problems

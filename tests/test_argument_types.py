@@ -92,6 +92,23 @@ def test_a_setting_of_the_wrong_kind_is_named_with_the_kind_it_takes(settings, n
     assert needle in str(info.value)
 
 
+def test_every_refused_setting_is_named_at_once(compose_cfg, tmp_path):
+    """Two typos and a wrong kind, in the learner, its optimizer and the runner's settings: one refusal lists
+    all three, so a single try shows everything to fix."""
+    cfg = compose_cfg("dataset=digits", "method=protonet", "method.learner.n_way=abc", "+method.learner.kshot=5",
+                      "method.learner.optimizer.lr=fast", "seed=x", f"run_dir={tmp_path / 'run'}")
+    with pytest.raises(ArgumentTypeError) as info:
+        execute(cfg)
+    lines = str(info.value).splitlines()
+    assert lines[0] == "4 settings are refused:"
+    assert lines[1:] == [
+        "  - seed is 'x', but it takes a whole number",
+        "  - method.learner.n_way is 'abc', but PrototypicalNetwork's n_way takes a whole number",
+        "  - method.learner.optimizer.lr is 'fast', but Adam's lr takes a number",
+        "  - method.learner.kshot is not a setting of PrototypicalNetwork (it takes: " + lines[4].split("(it takes: ")[1],
+    ]
+
+
 def test_a_target_that_takes_more_keywords_accepts_unknown_settings():
     check_arguments(OmegaConf.create({"_target_": f"{__name__}.toy_more", "count": 1, "extra": "x"}))
     with pytest.raises(ArgumentTypeError, match="count is 'x'"):
@@ -120,11 +137,14 @@ def test_nested_targets_are_checked_and_a_reference_names_the_setting_it_reads()
                                       "part": "${inner}", "parts": [{"_target_": f"{__name__}.toy", "count": "x"}]}})
     with pytest.raises(ArgumentTypeError) as info:
         check_arguments(cfg.outer)
-    assert str(info.value).startswith("inner.rate is 'slow'")  # checked inside ${inner}, named where it is set
+    assert str(info.value).splitlines() == [  # both at once
+        "2 settings are refused:",
+        "  - inner.rate is 'slow', but toy's rate takes a number",  # checked inside ${inner}, named where it is set
+        "  - outer.parts[0].count is 'x', but toy's count takes a whole number"]  # a list of targets
     cfg.inner.rate = 0.5
     with pytest.raises(ArgumentTypeError) as info:
         check_arguments(cfg.outer)
-    assert str(info.value).startswith("outer.parts[0].count is 'x'")  # a list of targets
+    assert str(info.value) == "outer.parts[0].count is 'x', but toy's count takes a whole number"
     cfg.outer.parts[0].count = 2
     check_arguments(cfg.outer)
     cfg.budget.steps = "many"
