@@ -1,5 +1,6 @@
 """Bad input: a clear error that names the problem and the fix, raised before any training; records stay whole."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,24 @@ def test_a_single_value_where_a_preset_keeps_a_group_is_one_clear_line(tmp_path)
            "e.g. 'train_episode={key:value,...}'" in done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     assert not list((tmp_path / "results").rglob("record*.json"))
+
+
+@pytest.mark.parametrize("multirun", [False, True])
+def test_a_results_dir_that_cannot_be_filled_in_is_one_clear_line(tmp_path, multirun):
+    """Hydra fills in its output folder (under results_dir) before the run's code starts; an unset environment
+    variable there is one [failed] line naming results_dir and the fix, not OmegaConf's traceback."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("SIMBENCH_NO_SUCH_VAR", None)
+    done = subprocess.run([sys.executable, "-m", "benchmarks.run", *(["-m", "seed=0,1"] if multirun else []),
+                           "results_dir=${oc.env:SIMBENCH_NO_SUCH_VAR}/results"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 1
+    assert ("[failed] Hydra's output folder cannot be filled in (\"Environment variable 'SIMBENCH_NO_SUCH_VAR' not "
+            f"found\"): hydra.{'sweep' if multirun else 'run'}.dir is ") in done.stderr
+    assert "results_dir is '${oc.env:SIMBENCH_NO_SUCH_VAR}/results'. Give results_dir a folder" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr and "[ok]" not in done.stdout
+    assert not list(tmp_path.iterdir())  # nothing was made
 
 
 @pytest.mark.parametrize("overrides, message", [
