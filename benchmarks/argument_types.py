@@ -130,7 +130,8 @@ def _wanted(members: list, plural: bool = False) -> str:
         else:
             words.append((_PLURAL if plural else _KIND)[member])
     words = list(dict.fromkeys(words))
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+    last = ", or " if any(" or " in w for w in words) else " or "  # "true or false, or one of 'none', ..."
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + last + words[-1]
 
 
 def _shown(value) -> str:

@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from datasets.archives import Archive, provide
-from datasets.dml import AnnotationError, default_transform, folder_holding, image_data, labels_for
+from datasets.dml import AnnotationError, VerifyImages, default_transform, folder_holding, image_data, labels_for
 from datasets.errors import DatasetNotFoundError
 from datasets.labeled import TEST, TRAIN, LabeledData
 
@@ -98,7 +98,7 @@ def _torchvision(folder: Path) -> tuple[list[str], list[int], list[str], Path]:
 
 
 def cars196(root: str | Path, transform: Callable | None = None, download: bool = False,
-            verify_images: bool | str = "decode", workers: int = 0) -> LabeledData:
+            verify_images: VerifyImages = "decode", workers: int = 0) -> LabeledData:
     """Cars196 from ``root`` as lazy images; ``partition`` is the DML split (classes 1-98 train).
 
     transform: PIL image -> tensor (default: ``datasets.transforms.EvalTransform()``). download: there is

@@ -32,7 +32,7 @@ from datasets.archives import Archive, provide
 from datasets.dml import AnnotationError, folder_holding
 from datasets.errors import DatasetNotFoundError
 from datasets.labeled import LabeledData
-from datasets.mini_imagenet import SPLITS, published_labels, used_splits
+from datasets.mini_imagenet import SPLITS, ValClasses, published_labels, used_splits
 from datasets.tiered_imagenet import load_pickle
 
 FOLDER = "cifar-100-python"
@@ -111,7 +111,7 @@ def read_split_files(folder: Path, names: list[str], splits) -> dict[str, list[s
     return out
 
 
-def cifar_fs(root: str | Path, val_classes: str = "drop", splits: str | None = None, download: bool = False,
+def cifar_fs(root: str | Path, val_classes: ValClasses = "drop", splits: str | None = None, download: bool = False,
              max_per_class: int | None = None) -> LabeledData:
     """CIFAR-FS from torchvision's CIFAR-100 copy in ``root`` (see the module docstring).
 

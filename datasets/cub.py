@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from datasets.archives import Archive, provide
-from datasets.dml import AnnotationError, default_transform, folder_holding, image_data, labels_for, read_rows, to_int
+from datasets.dml import AnnotationError, VerifyImages, default_transform, folder_holding, image_data, labels_for, read_rows, to_int
 from datasets.labeled import TEST, TRAIN, LabeledData
 
 FOLDER = "CUB_200_2011"
@@ -37,7 +37,7 @@ HOW_TO = ("Provide CUB-200-2011 in one of three ways: (1) extract CUB_200_2011.t
 
 
 def cub(root: str | Path, transform: Callable | None = None, download: bool = False,
-        verify_images: bool | str = "decode", workers: int = 0) -> LabeledData:
+        verify_images: VerifyImages = "decode", workers: int = 0) -> LabeledData:
     """CUB-200-2011 from ``root`` as lazy images; ``partition`` is the DML split (classes 1-100 train).
 
     transform: PIL image -> tensor (default: ``datasets.transforms.EvalTransform()``, 224 crops).

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence, Union, get_args
 
 import torch
 
@@ -76,7 +76,7 @@ def labels_for(ids: Sequence) -> tuple[list, torch.Tensor]:
 
 def image_data(folder: Path, relative_paths: Sequence[str], labels: torch.Tensor, classes: list[str],
                partition: Sequence[int], transform: Callable, name: str, listed_in: str, fix: str,
-               groups: torch.Tensor | None = None, verify_images: bool | str = "decode",
+               groups: torch.Tensor | None = None, verify_images: VerifyImages = "decode",
                workers: int = 0) -> LabeledData:
     """A ``LabeledData`` of the images ``folder/relative_paths`` (lazy ``ImageFiles``). Every file must
     exist (checked now, so that a missing image fails before training); ``verify_images`` (see
@@ -94,7 +94,9 @@ def image_data(folder: Path, relative_paths: Sequence[str], labels: torch.Tensor
                        partition=torch.as_tensor(list(partition), dtype=torch.int64))
 
 
-VERIFY_MODES = ("none", "header", "decode")
+VerifyMode = Literal["none", "header", "decode"]
+VERIFY_MODES = get_args(VerifyMode)
+VerifyImages = Union[bool, VerifyMode]  # a loader's verify_images: one of VERIFY_MODES, true ("decode") or false ("none")
 
 
 def check_images(paths: Sequence[Path], mode: bool | str, workers: int = 0) -> None:

@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from datasets.dml import check_images, default_transform
+from datasets.dml import VerifyImages, check_images, default_transform
 from datasets.errors import DatasetNotFoundError
 from datasets.image_files import ImageFiles
 from datasets.labeled import LabeledData
@@ -40,7 +40,7 @@ def _subfolders(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def image_folder(root: str | Path, transform: Callable | None = None, verify_images: bool | str = "decode",
+def image_folder(root: str | Path, transform: Callable | None = None, verify_images: VerifyImages = "decode",
                  workers: int = 0, name: str | None = None) -> LabeledData:
     """The images under ``root`` (see the module's docstring) as lazy ``LabeledData``; ``name`` defaults to
     the folder's name."""

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from datasets.archives import Archive, provide
-from datasets.dml import AnnotationError, default_transform, image_data, labels_for, read_rows, to_int
+from datasets.dml import AnnotationError, VerifyImages, default_transform, image_data, labels_for, read_rows, to_int
 from datasets.labeled import GALLERY, QUERY, TRAIN, LabeledData
 
 ARCHIVES = (Archive("img.zip"),)
@@ -44,7 +44,7 @@ def partition_file(root: Path) -> Path | None:
 
 
 def inshop(root: str | Path, transform: Callable | None = None, download: bool = False,
-           verify_images: bool | str = "decode", workers: int = 0) -> LabeledData:
+           verify_images: VerifyImages = "decode", workers: int = 0) -> LabeledData:
     """In-shop from ``root`` as lazy images; ``partition``: train / query / gallery as published.
 
     transform: PIL image -> tensor (default: ``datasets.transforms.EvalTransform()``). download: nothing

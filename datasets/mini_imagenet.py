@@ -30,15 +30,17 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal, get_args
 
 import torch
 
-from datasets.dml import AnnotationError, image_data
+from datasets.dml import AnnotationError, VerifyImages, image_data
 from datasets.errors import DatasetNotFoundError
 from datasets.labeled import TEST, TRAIN, LabeledData
 
 SPLITS = ("train", "val", "test")
-VAL_CLASSES = ("drop", "train", "test")
+ValClasses = Literal["drop", "train", "test"]  # what becomes of the published validation classes
+VAL_CLASSES = get_args(ValClasses)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 SUBFOLDERS = ("miniImageNet", "mini-imagenet", "mini_imagenet")
 HOW_TO = ("Provide miniImageNet in one of three ways: (1) put a copy in that folder in one of its published layouts: "
@@ -184,8 +186,8 @@ def _csv_entries(folder: Path, splits: Sequence[str], fix: str) -> list[tuple[st
     return entries
 
 
-def mini_imagenet(root: str | Path, transform: Callable | None = None, val_classes: str = "drop",
-                  verify_images: bool | str = "decode", workers: int = 0) -> LabeledData:
+def mini_imagenet(root: str | Path, transform: Callable | None = None, val_classes: ValClasses = "drop",
+                  verify_images: VerifyImages = "decode", workers: int = 0) -> LabeledData:
     """miniImageNet from ``root`` as lazy images; ``partition`` is the published split (see the module
     docstring).
 

@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 
 from datasets.archives import Archive, provide
-from datasets.dml import AnnotationError, default_transform, folder_holding, image_data, labels_for, read_rows, to_int
+from datasets.dml import AnnotationError, VerifyImages, default_transform, folder_holding, image_data, labels_for, read_rows, to_int
 from datasets.labeled import TEST, TRAIN, LabeledData
 
 FOLDER = "Stanford_Online_Products"
@@ -46,7 +46,7 @@ def _category(path: str) -> str:
 
 
 def sop(root: str | Path, transform: Callable | None = None, download: bool = False,
-        verify_images: bool | str = "decode", workers: int = 0) -> LabeledData:
+        verify_images: VerifyImages = "decode", workers: int = 0) -> LabeledData:
     """Stanford Online Products from ``root`` as lazy images; ``partition``: the published train/test files;
     ``groups``: the super-classes.
 

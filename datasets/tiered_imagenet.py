@@ -36,17 +36,19 @@ import io
 import pickle
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from datasets.archives import Archive, provide
-from datasets.dml import AnnotationError, check_all, image_data, verify_mode
+from datasets.dml import AnnotationError, VerifyImages, check_all, image_data, verify_mode
 from datasets.errors import DatasetNotFoundError
 from datasets.image_files import ImageDecodeError, ImageFiles
 from datasets.labeled import LabeledData
 from datasets.mini_imagenet import (
+    ValClasses,
     fewshot_transform,
     first_holding,
     has_split_folders,
@@ -57,6 +59,7 @@ from datasets.mini_imagenet import (
 
 ARCHIVE = Archive("tiered-imagenet.tar")  # Ren et al.'s distribution; no checksum is published
 SUBFOLDERS = ("tiered-imagenet", "tiered_imagenet")
+Layout = Literal["auto", "pickle", "folders"]  # auto: the pickles where they are, else the class folders
 CATEGORY_FOLDER = "tiered_imagenet_split"
 LABEL_KEYS = ("label_specific", "label_general", "label_specific_str", "label_general_str")
 HOW_TO = ("Provide tieredImageNet in one of three ways: (1) put a copy in that folder in one of its layouts: the "
@@ -354,8 +357,8 @@ def _present(folder: Path) -> bool:
     return _pickles_present(folder) or has_split_folders(folder, ("train", "test"))
 
 
-def tiered_imagenet(root: str | Path, transform: Callable | None = None, val_classes: str = "drop",
-                    layout: str = "auto", verify_images: bool | str = "decode", workers: int = 0) -> LabeledData:
+def tiered_imagenet(root: str | Path, transform: Callable | None = None, val_classes: ValClasses = "drop",
+                    layout: Layout = "auto", verify_images: VerifyImages = "decode", workers: int = 0) -> LabeledData:
     """tieredImageNet from ``root`` (see the module docstring).
 
     layout: "auto" (the pickles where they are, else the class folders), "pickle" or "folders".
@@ -364,7 +367,7 @@ def tiered_imagenet(root: str | Path, transform: Callable | None = None, val_cla
     "decode" (default), "header" or "none". workers: decoding threads.
     """
     splits = used_splits(val_classes, "tieredImageNet")
-    if layout not in ("auto", "pickle", "folders"):
+    if layout not in get_args(Layout):
         raise ValueError(f"tieredImageNet: layout must be auto, pickle or folders, got {layout!r}")
     root = Path(root)
     present = {"auto": _present, "pickle": _pickles_present,

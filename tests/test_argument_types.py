@@ -203,14 +203,22 @@ def test_a_wrong_setting_is_refused_before_the_data_set_is_read(compose_cfg, tmp
      "backbone.pooling is 'mean', but ResNet's pooling takes one of 'avg', 'max', 'avg+max'"),
     (["backbone=resnet18", "backbone.depth=19"], ArgumentTypeError,
      "backbone.depth is 19, but ResNet's depth takes one of 18, 34, 50, 101, 152"),
+    (["dataset=cub", "dataset.source.verify_images=full"], ArgumentTypeError,  # data sets' choices: before reading
+     "dataset.source.verify_images is 'full', but cub's verify_images takes true or false, or one of 'none', "
+     "'header', 'decode'"),
+    (["dataset=tiered_imagenet", "dataset.source.layout=pickles"], ArgumentTypeError,
+     "dataset.source.layout is 'pickles', but tiered_imagenet's layout takes one of 'auto', 'pickle', 'folders'"),
+    (["dataset=mini_imagenet", "dataset.source.val_classes=dorp"], ArgumentTypeError,
+     "dataset.source.val_classes is 'dorp', but mini_imagenet's val_classes takes one of 'drop', 'train', 'test'"),
     (["precision=fp16"], ValueError, "precision='fp16' is not one of fp32, bf16"),
     (["device=tpu"], ValueError, "device='tpu' is not a device: use device=auto"),
 ])
 def test_a_choice_is_refused_before_the_data_set_is_read(compose_cfg, tmp_path, overrides, error, needle):
     """Choices the learner, its backbone or the run context would refuse only once built (after the data set is
     read): the data root holds nothing, so a refusal that came later would name the missing data instead."""
-    cfg = compose_cfg("dataset=fashion_mnist", f"dataset.source.root={tmp_path / 'nothing'}", "backbone=conv4",
-                      *overrides, f"run_dir={tmp_path / 'run'}")
+    data = [f"data_root={tmp_path / 'nothing'}"] if overrides[0].startswith("dataset=") else \
+        ["dataset=fashion_mnist", f"dataset.source.root={tmp_path / 'nothing'}"]
+    cfg = compose_cfg(*data, "backbone=conv4", *overrides, f"run_dir={tmp_path / 'run'}")
     with pytest.raises(error) as info:
         execute(cfg)
     assert needle in str(info.value)
