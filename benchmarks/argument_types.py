@@ -26,6 +26,7 @@ import torch
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from benchmarks.environment import device_name_problem
 from methods.base import PRECISIONS
 
 _SCALARS = (bool, int, float, str, type(None))
@@ -230,11 +231,12 @@ BUILT = ("dataset.source", "dataset.train_transform", "protocol.evaluator", "met
          "protocol.judge.learner")
 
 
-# The runner's own settings that no class takes, with the kinds they take (fit_cache, device and the budget have
-# checks of their own that say more; a run checks precision in RunContext first, a suite's plan here).
+# The runner's own settings that no class takes, with the kinds they take (the device's name is checked here
+# too; the budget's values, the fit cache's folder and whether a GPU is there have checks of their own).
 RUN_SETTINGS = {"seed": [int], "data_seed": [int], "episode_seed": [int], "threads": [int, type(None)],
                 "validation": [bool], "progress": [bool], "skip_existing": [bool], "save_model": [bool],
-                "dataset.standardize": [bool], "protocol.judge_seed": [int], "precision": [PRECISIONS]}
+                "dataset.standardize": [bool], "protocol.judge_seed": [int], "precision": [PRECISIONS],
+                "device": [str], "fit_cache": [bool]}
 
 
 def check_run_arguments(cfg: DictConfig, learner: bool = True) -> None:
@@ -252,6 +254,9 @@ def check_run_arguments(cfg: DictConfig, learner: bool = True) -> None:
                 continue  # said once, for the setting it reads
             reported.add(named)
             problems.append(f"{named} is {_shown(value)}, but {'it' if named == name else name} takes {_wanted(kinds)}")
+    device = OmegaConf.select(cfg, "device", default=None)
+    if isinstance(device, str) and device_name_problem(device) is not None:
+        problems.append(device_name_problem(device))
     for name in BUILT if learner else [b for b in BUILT if b != "method.learner"]:
         node = OmegaConf.select(cfg, name, default=None)
         if node is not None:

@@ -39,14 +39,31 @@ def kept_random_state():
             torch.cuda.set_rng_state_all(cuda)
 
 
-def pick_device(name: str) -> torch.device:
+DEVICE_TYPES = ("cpu", "cuda")  # where the suite runs: torch's other device types are not supported
+
+
+def device_name_problem(name) -> str | None:
+    """What is wrong with a ``device`` setting as written (no GPU needed to tell), or None: ``auto``, ``cpu``,
+    ``cuda`` and ``cuda:N`` are taken."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return None
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError):
-        raise ValueError(f"device={name!r} is not a device: use device=auto (a GPU when one is visible), "
-                         "device=cpu, device=cuda or device=cuda:N") from None
+        device = None
+    if device is None or device.type not in DEVICE_TYPES:
+        return (f"device is {name!r}, but the suite runs on device=auto (a GPU when one is visible), device=cpu, "
+                "device=cuda or device=cuda:N")
+    return None
+
+
+def pick_device(name: str) -> torch.device:
+    problem = device_name_problem(name)
+    if problem is not None:
+        raise ValueError(problem)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device=cuda was asked for but no GPU is visible; use device=auto or device=cpu")
     return device

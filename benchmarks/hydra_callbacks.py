@@ -23,10 +23,15 @@ def _check(config: DictConfig, key: str) -> None:
         cause = str(getattr(exc, "msg", None) or exc).splitlines()[0]
         cause = re.split(r" (?:raised )?while resolving interpolation: ", cause, maxsplit=1)[-1]
         written = OmegaConf.to_container(config, resolve=False)
-        folder = written["hydra"][key.split(".")[1]]["dir"]
+        folder, results_dir = written["hydra"][key.split(".")[1]]["dir"], written.get("results_dir")
+        try:
+            OmegaConf.select(config, "results_dir")
+            culprit = key  # results_dir is fine: the folder's own setting is not
+        except OmegaConfBaseException:
+            culprit = "results_dir"
         print(f"[failed] Hydra's output folder cannot be filled in ({cause}): {key} is {folder!r} and results_dir "
-              f"is {written.get('results_dir')!r}. Give results_dir a folder; an environment variable that may be "
-              "unset needs a default: results_dir='${oc.env:SCRATCH,results}'", file=sys.stderr)
+              f"is {results_dir!r}. Give {culprit} a folder; an environment variable that may be unset needs a "
+              f"default: {culprit}='${{oc.env:SCRATCH,results}}'", file=sys.stderr)
         raise SystemExit(1) from None
 
 

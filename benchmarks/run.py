@@ -255,13 +255,13 @@ def execute(cfg: DictConfig) -> dict:
     phase = "checks"  # until training starts, a failure is about the input: the config, the data, the split
     failure: BaseException | None = None
     try:
+        check_run_arguments(cfg, learner=saved is None)  # first: every setting of the wrong kind in one refusal
         device = pick_device(cfg.device)
         record["device"] = describe_device(device)
         record["threads"] = set_threads(cfg.get("threads"))
         ctx = RunContext(device=device, seed=cfg.seed, progress=cfg.progress, precision=cfg.precision)
         check_budget(cfg)
         check_fit_cache_settings(cfg)
-        check_run_arguments(cfg, learner=saved is None)  # before the data set is read; build() checks again
         seed_everything(cfg.seed)
         protocol = build(cfg.protocol.evaluator)
         split = prepare_split(cfg, protocol, transform=saved.transform if saved is not None else None)

@@ -38,7 +38,7 @@ from hydra.core.override_parser.types import IntervalSweep
 from omegaconf import OmegaConf
 
 from benchmarks import named_yaml, report
-from benchmarks.argument_types import check_run_arguments
+from benchmarks.argument_types import ArgumentTypeError, check_run_arguments
 from benchmarks.leaderboard import lower_is_better
 from benchmarks.records import RECORD_NAME, atomic_write, read_record
 
@@ -94,32 +94,35 @@ def search_space(method: str, conf: Path = CONF) -> dict[str, str]:
     return {str(k): str(v) for k, v in space.items()}
 
 
-def space_values(key: str, value: str) -> list[str]:
-    """Values of a search-space entry that show the kinds its trials will be given, as overrides' values: both
-    ends of an ``interval`` (``interval(1, 5)`` samples numbers with a fraction, ``int(interval(1, 5))`` whole
-    ones, as the Optuna sweeper reads them), every value of a ``choice`` or ``range``."""
+def space_values(key: str, value: str) -> list[tuple[str, str]]:
+    """Values of a search-space entry that show the kinds its trials will be given, each as (the override's
+    value, as shown): both ends of an ``interval`` (``interval(1, 5)`` samples numbers with a fraction,
+    ``int(interval(1, 5))`` whole ones, as the Optuna sweeper reads them), every value of a ``choice`` or
+    ``range``."""
     try:
         override = _PARSER.parse_override(f"{key}={value}")
     except Exception as exc:  # Hydra's parser names what it could not read
         raise TuneError(f"search space {key}: {value!r} cannot be read: {exc}") from None
     sweep = override.value()
     if isinstance(sweep, IntervalSweep):
-        return [str(sweep.start), str(sweep.end)]
+        return [(str(sweep.start), str(sweep.start)), (str(sweep.end), str(sweep.end))]
     if override.is_sweep_override():
-        return list(override.sweep_string_iterator())
-    return [override.get_value_element_as_str()]
+        return list(zip(override.sweep_string_iterator(), map(str, override.sweep_iterator())))
+    return [(override.get_value_element_as_str(), str(override.value()))]
 
 
 def check_space(plan: dict, method: str, space: dict[str, str]) -> None:
     """What the trials will be given is checked as a run checks it before reading its data set: the base with
     ``method`` (the budget and every setting against the class it configures), and each key of the space with
-    the values it spans (a typo or a value of the wrong kind fails now, not in every trial)."""
+    the values it spans (a typo, a missing option or a value of the wrong kind fails now, not in every trial)."""
     from hydra import compose, initialize_config_dir
 
     from benchmarks.run import ConfigResolutionError, check_budget, resolved_config
 
     base = [*plan["base"], f"method={method}"]
     where = f"{plan['path']}: base {plan['base']} with method={method}"
+    source = (f"{plan['path']}: spaces.{method}" if method in (plan.get("spaces") or {})
+              else f"conf/search_space/{method}.yaml")
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         try:  # with the sweeper the trials run under: a missing Optuna plugin fails here
             cfg = compose("config", overrides=[*base, "hydra/sweeper=optuna"], return_hydra_config=True)
@@ -134,15 +137,19 @@ def check_space(plan: dict, method: str, space: dict[str, str]) -> None:
             raise TuneError(f"{where}: {exc}") from None
         for key, value in space.items():
             if OmegaConf.select(cfg, key, default="<missing>") == "<missing>":
-                raise TuneError(f"conf/search_space/{method}.yaml: {key} is not a key of the {method} config; "
+                raise TuneError(f"{source}: {key} is not a key of the {method} config; "
                                 "fix the key (compose with --cfg job to see them)")
-            for one in space_values(key, value):
+            for one, shown in space_values(key, value):
                 try:
-                    check_run_arguments(compose("config", overrides=[*base, f"{key}={one}"]))
-                except ValueError as exc:
-                    hint = (" (int(interval(a, b)) samples whole numbers)" if "whole number" in str(exc)
+                    trial = compose("config", overrides=[*base, f"{key}={one}"])
+                    resolved_config(trial)
+                    check_run_arguments(trial)
+                    check_budget(trial)
+                except Exception as exc:  # ours name the setting; Hydra's name a missing option (backbone=conv5)
+                    cause = str(exc) if isinstance(exc, ArgumentTypeError) else str(exc).splitlines()[0]
+                    hint = (" (int(interval(a, b)) samples whole numbers)" if "whole number" in cause
                             and isinstance(_PARSER.parse_override(f"{key}={value}").value(), IntervalSweep) else "")
-                    raise TuneError(f"search space of {method}, {key}: {value} gives {one}: {exc}{hint}") from None
+                    raise TuneError(f"{source}: {key}: {value} gives {shown}: {cause}{hint}") from None
 
 
 def _run(command: list[str]) -> None:

@@ -93,19 +93,24 @@ def test_a_setting_of_the_wrong_kind_is_named_with_the_kind_it_takes(settings, n
 
 
 def test_every_refused_setting_is_named_at_once(compose_cfg, tmp_path):
-    """Two typos and a wrong kind, in the learner, its optimizer and the runner's settings: one refusal lists
-    all three, so a single try shows everything to fix."""
+    """Two typos and wrong kinds, in the learner, its optimizer and the runner's settings (the device's name and
+    the precision among them): one refusal lists them all, so a single try shows everything to fix."""
     cfg = compose_cfg("dataset=digits", "method=protonet", "method.learner.n_way=abc", "+method.learner.kshot=5",
-                      "method.learner.optimizer.lr=fast", "seed=x", f"run_dir={tmp_path / 'run'}")
+                      "method.learner.optimizer.lr=fast", "seed=x", "precision=fp16", "device=gpu",
+                      f"run_dir={tmp_path / 'run'}")
     with pytest.raises(ArgumentTypeError) as info:
         execute(cfg)
-    lines = str(info.value).splitlines()
-    assert lines[0] == "4 settings are refused:"
-    assert lines[1:] == [
+    assert str(info.value).splitlines() == [
+        "6 settings are refused:",
         "  - seed is 'x', but it takes a whole number",
+        "  - precision is 'fp16', but it takes one of 'fp32', 'bf16'",
+        "  - device is 'gpu', but the suite runs on device=auto (a GPU when one is visible), device=cpu, device=cuda "
+        "or device=cuda:N",
         "  - method.learner.n_way is 'abc', but PrototypicalNetwork's n_way takes a whole number",
         "  - method.learner.optimizer.lr is 'fast', but Adam's lr takes a number",
-        "  - method.learner.kshot is not a setting of PrototypicalNetwork (it takes: " + lines[4].split("(it takes: ")[1],
+        "  - method.learner.kshot is not a setting of PrototypicalNetwork (it takes: backbone, optimizer, iterations, "
+        "n_way, k_shot, n_query); check the spelling, or drop it (~method.learner.kshot on the command line for one "
+        "the yaml sets)",
     ]
 
 
@@ -210,8 +215,9 @@ def test_a_wrong_setting_is_refused_before_the_data_set_is_read(compose_cfg, tmp
      "dataset.source.layout is 'pickles', but tiered_imagenet's layout takes one of 'auto', 'pickle', 'folders'"),
     (["dataset=mini_imagenet", "dataset.source.val_classes=dorp"], ArgumentTypeError,
      "dataset.source.val_classes is 'dorp', but mini_imagenet's val_classes takes one of 'drop', 'train', 'test'"),
-    (["precision=fp16"], ValueError, "precision='fp16' is not one of fp32, bf16"),
-    (["device=tpu"], ValueError, "device='tpu' is not a device: use device=auto"),
+    (["precision=fp16"], ArgumentTypeError, "precision is 'fp16', but it takes one of 'fp32', 'bf16'"),
+    (["device=tpu"], ArgumentTypeError, "device is 'tpu', but the suite runs on device=auto"),
+    (["device=mps"], ArgumentTypeError, "device is 'mps', but the suite runs on device=auto"),  # torch knows it
 ])
 def test_a_choice_is_refused_before_the_data_set_is_read(compose_cfg, tmp_path, overrides, error, needle):
     """Choices the learner, its backbone or the run context would refuse only once built (after the data set is

@@ -79,6 +79,15 @@ def test_a_results_dir_that_cannot_be_filled_in_is_one_clear_line(tmp_path, mult
     assert not list(tmp_path.iterdir())  # nothing was made
 
 
+def test_a_hydra_output_folder_that_cannot_be_filled_in_is_named_itself(tmp_path):
+    """results_dir is fine here: the fix names the folder setting that is not."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("SIMBENCH_NO_SUCH_VAR", None)
+    done = subprocess.run([sys.executable, "-m", "benchmarks.run", "hydra.run.dir=${oc.env:SIMBENCH_NO_SUCH_VAR}/x"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "results_dir is 'results'. Give hydra.run.dir a folder" in done.stderr
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["dataset=digits", "+method.learner.note=${nowhere}"],
      r"cannot be filled in at method\.learner\.note: Interpolation key 'nowhere' not found; check the overrides"),

@@ -288,7 +288,7 @@ def test_a_cache_folder_that_cannot_be_made_is_a_clear_error_among_the_checks(tm
     ("fit_cache_dir=A_FILE", r"fit cache: .*a_file is a file, not a folder: set fit_cache_dir to a folder"),
     ("fit_cache_dir=", r"fit_cache_dir is empty: give the folder .*, or fit_cache=false"),
     ("fit_cache_dir=null", r"fit_cache_dir is empty"),
-    ("fit_cache=no", r"fit_cache is 'no': give fit_cache=true or fit_cache=false")])
+    ("fit_cache=no", r"fit_cache is 'no', but it takes true or false")])
 def test_a_bad_cache_setting_is_refused_among_the_checks(tmp_path, compose_cfg, override, message):
     """An empty folder would scatter fits in the working directory, and fit_cache=no would leave it on."""
     (tmp_path / "a_file").write_text("")

@@ -104,8 +104,15 @@ def test_bad_plans_and_search_spaces_are_refused(tmp_path):
 
 @pytest.mark.parametrize("space,needle", [
     ({"method.learner.k_shot": "interval(1, 10)"},  # Optuna would sample k_shot=3.7
-     "search space of protonet, method.learner.k_shot: interval(1, 10) gives 1.0: method.learner.k_shot is 1.0, "
-     "but PrototypicalNetwork's k_shot takes a whole number (int(interval(a, b)) samples whole numbers)"),
+     "conf/search_space/protonet.yaml: method.learner.k_shot: interval(1, 10) gives 1.0: method.learner.k_shot is "
+     "1.0, but PrototypicalNetwork's k_shot takes a whole number (int(interval(a, b)) samples whole numbers)"),
+    ({"backbone": "choice(mlp, conv5)"},  # an option that does not exist: Hydra's message, in one line
+     "conf/search_space/protonet.yaml: backbone: choice(mlp, conv5) gives conv5: In 'config': Could not find "
+     "'backbone/conv5'"),
+    ({"method.learner.k_shot": "choice(1, ${nowhere})"},  # shown as written, not as Hydra escapes it
+     "method.learner.k_shot: choice(1, ${nowhere}) gives ${nowhere}: the configuration cannot be filled in at "
+     "method.learner.k_shot: Interpolation key 'nowhere' not found"),
+    ({"budget.iterations": "choice(0, 10)"}, "gives 0: budget.iterations is 0: it is the number of training steps"),
     ({"method.learner.optimizer.lr": "choice(0.001, fast)"},
      "method.learner.optimizer.lr: choice(0.001, fast) gives fast: method.learner.optimizer.lr is 'fast', but "
      "Adam's lr takes a number"),
@@ -120,6 +127,12 @@ def test_each_value_a_search_space_spans_is_checked_against_the_setting_it_fills
     with pytest.raises(TuneError) as info:
         check_space(plan, "protonet", space)
     assert needle in str(info.value)
+
+
+def test_a_space_given_in_the_plan_is_named_as_the_plan_s():
+    space = {"method.learner.kshot": "choice(1, 5)"}
+    with pytest.raises(TuneError, match=r"^plan.yaml: spaces.protonet: method.learner.kshot is not a key"):
+        check_space({"path": "plan.yaml", "base": BASE, "spaces": {"protonet": space}}, "protonet", space)
 
 
 def test_the_dry_run_checks_the_base_as_a_run_checks_it(tmp_path):
