@@ -96,16 +96,17 @@ def search_space(method: str, conf: Path = CONF) -> dict[str, str]:
 
 def space_values(key: str, value: str) -> list[tuple[str, str]]:
     """Values of a search-space entry that show the kinds its trials will be given, each as (the override's
-    value, as shown): both ends of an ``interval`` (``interval(1, 5)`` samples numbers with a fraction,
-    ``int(interval(1, 5))`` whole ones, as the Optuna sweeper reads them), every value of a ``choice`` or
-    ``range``."""
+    value, as shown): both ends of an ``interval`` and its middle (``interval(1, 5)`` samples numbers with a
+    fraction, ``int(interval(1, 5))`` whole ones, as the Optuna sweeper reads them), every value of a
+    ``choice`` or ``range``."""
     try:
         override = _PARSER.parse_override(f"{key}={value}")
     except Exception as exc:  # Hydra's parser names what it could not read
         raise TuneError(f"search space {key}: {value!r} cannot be read: {exc}") from None
     sweep = override.value()
-    if isinstance(sweep, IntervalSweep):
-        return [(str(sweep.start), str(sweep.start)), (str(sweep.end), str(sweep.end))]
+    if isinstance(sweep, IntervalSweep):  # a value inside too: int(interval(18, 152)) for ResNet's depths fails there
+        inside = (sweep.start + sweep.end) // 2 if isinstance(sweep.start, int) else (sweep.start + sweep.end) / 2
+        return [(str(v), str(v)) for v in (sweep.start, inside, sweep.end)]
     if override.is_sweep_override():
         return list(zip(override.sweep_string_iterator(), map(str, override.sweep_iterator())))
     return [(override.get_value_element_as_str(), str(override.value()))]

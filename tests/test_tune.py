@@ -113,6 +113,9 @@ def test_bad_plans_and_search_spaces_are_refused(tmp_path):
      "method.learner.k_shot: choice(1, ${nowhere}) gives ${nowhere}: the configuration cannot be filled in at "
      "method.learner.k_shot: Interpolation key 'nowhere' not found"),
     ({"budget.iterations": "choice(0, 10)"}, "gives 0: budget.iterations is 0: it is the number of training steps"),
+    ({"backbone.depth": "int(interval(18, 152))"},  # on resnet18 (below): the ends fit, most values inside do not
+     "backbone.depth: int(interval(18, 152)) gives 85: backbone.depth is 85, but ResNet's depth takes one of 18, 34, "
+     "50, 101, 152"),
     ({"method.learner.optimizer.lr": "choice(0.001, fast)"},
      "method.learner.optimizer.lr: choice(0.001, fast) gives fast: method.learner.optimizer.lr is 'fast', but "
      "Adam's lr takes a number"),
@@ -120,7 +123,7 @@ def test_bad_plans_and_search_spaces_are_refused(tmp_path):
     ({"method.learner.k_shot": "int(interval(1, 10))"}, None),
 ])
 def test_each_value_a_search_space_spans_is_checked_against_the_setting_it_fills(space, needle):
-    plan = {"path": "plan.yaml", "base": BASE}
+    plan = {"path": "plan.yaml", "base": [*BASE, *(["backbone=resnet18"] if "backbone.depth" in space else [])]}
     if needle is None:
         check_space(plan, "protonet", space)
         return
