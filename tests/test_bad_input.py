@@ -1,5 +1,6 @@
 """Bad input: a clear error that names the problem and the fix, raised before any training; records stay whole."""
 import json
+import re
 import os
 import subprocess
 import sys
@@ -133,11 +134,26 @@ def _failed(cfg, exc_type, match):
 
 @pytest.mark.parametrize("override,match", [
     ("protocol.evaluator.n_way=9", "9-way episodes need 9 classes but the split has 5"),
-    ("protocol.evaluator.shots=[500]", "Lower k_shot or n_query"),
+    ("protocol.evaluator.shots=[500]", "Lower protocol.evaluator.shots or protocol.evaluator.n_query, or lower "
+                                       "protocol.evaluator.n_way."),
 ])
 def test_impossible_episodes_fail_before_training(compose_cfg, override, match):
     record = _failed(compose_cfg("method=protonet", override), EpisodeError, match)
     assert "fit_s" not in record["timings"]  # nothing was trained
+
+
+def test_too_many_queries_name_the_setting_and_a_value_that_fits(compose_cfg, tmp_path):
+    record = _failed(compose_cfg("method=raw", "protocol.evaluator.n_query=400"), EpisodeError,
+                     "Lower protocol.evaluator.shots or protocol.evaluator.n_query")
+    fits = re.search(r"\(protocol\.evaluator\.n_query=(\d+) fits\)", record["error"]["message"])
+    assert fits is not None, record["error"]["message"]
+    ok = execute(compose_cfg("method=raw", f"protocol.evaluator.n_query={fits.group(1)}", "budget.episodes=2",
+                             f"run_dir={tmp_path / 'fits'}"))
+    assert ok["status"] == "ok"  # the value the message offers does fit
+    bigger = compose_cfg("method=raw", f"protocol.evaluator.n_query={int(fits.group(1)) + 1}", "budget.episodes=2",
+                         f"run_dir={tmp_path / 'more'}")
+    with pytest.raises(EpisodeError):  # and it is the largest that does
+        execute(bigger)
 
 
 def test_impossible_training_episodes_fail_before_training(compose_cfg):

@@ -47,8 +47,15 @@ def test_episode_errors_name_the_fix():
     labels = torch.arange(4).repeat_interleave(6)
     with pytest.raises(EpisodeError, match="5-way episodes need 5 classes but the split has 4"):
         sample_episodes(labels, 5, 1, 1, 1, seed=0)
-    with pytest.raises(EpisodeError, match="Lower k_shot or n_query"):
+    with pytest.raises(EpisodeError, match=r"Lower k_shot or n_query, or lower n_way \(n_query=1 fits\)\.$"):
         sample_episodes(labels, 2, 5, 2, 1, seed=0)
+    uneven = torch.tensor([0] * 10 + [1] * 8 + [2] * 3 + [3] * 3)
+    with pytest.raises(EpisodeError, match=r"only 2 classes have that many .* \(n_query=1 or n_way=2 fits\)\.$"):
+        sample_episodes(uneven, 3, 2, 5, 1, seed=0)
+    sample_episodes(uneven, 3, 2, 1, 1, seed=0)  # what the message offers does fit
+    sample_episodes(uneven, 2, 2, 5, 1, seed=0)
+    with pytest.raises(EpisodeError, match=r"Lower k_shot or n_query, or lower n_way\.$"):  # nothing fits alone
+        sample_episodes(uneven, 3, 9, 1, 1, seed=0)
 
 
 def test_balanced_batches():
