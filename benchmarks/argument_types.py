@@ -264,6 +264,15 @@ def check_run_arguments(cfg: DictConfig, learner: bool = True) -> None:
     _refuse(problems)
 
 
+def setting_name(cfg: DictConfig, path: str, key: str) -> str | None:
+    """The name a user would set for ``path.key`` (the setting a ``${...}`` there reads), or None where the
+    config has no such key."""
+    node = OmegaConf.select(cfg, path, default=None)
+    if not isinstance(node, DictConfig) or key not in node:
+        return None
+    return _setting(node, key)
+
+
 def check_arguments(node) -> None:
     """Raise ArgumentTypeError naming every setting under ``node`` (a config node, nested ``_target_`` nodes
     included) that its target's parameter does not accept."""

@@ -9,6 +9,7 @@ write the record atomically. A failed run writes a record that says so, then rai
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import re
@@ -27,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from benchmarks import VALIDATION_TAG, checkpoints, episode_tag
-from benchmarks.argument_types import check_arguments, check_run_arguments
+from benchmarks.argument_types import check_arguments, check_run_arguments, setting_name
 from benchmarks.checkpoints import CHECKPOINT_TAG
 from benchmarks.environment import (describe_device, git_revision, kept_random_state, library_versions, pick_device,
                                     seed_everything, set_threads)
@@ -35,6 +36,7 @@ from benchmarks.fit_cache import FitCache, fit_key
 from benchmarks.leaderboard import ci_text
 from benchmarks.records import (RECORD_NAME, REPLICATE, SCHEMA_VERSION, UNIT, UNITS_NAME, config_hash, read_record,
                                 store_record, write_csv_atomic, write_npz_atomic)
+from datasets.episodes import EpisodeError
 from datasets.labeled import LabeledData, Standardizer
 from datasets.splits import ClassDisjointSplit, PublishedSplit, Split, SplitError, validation_split
 from methods.base import RunContext
@@ -70,6 +72,20 @@ def build(node: DictConfig):
         raise
 
 
+@contextlib.contextmanager
+def episodes_named(cfg: DictConfig, path: str, shots: str = "k_shot"):
+    """An episode the split cannot give, raised inside, names the settings of the node at ``path`` as a user
+    sets them (``protocol.evaluator.n_query``; ``train_episode.k_shot`` where the learner's k_shot reads it):
+    learners and protocols know only their own parameters' names."""
+    try:
+        yield
+    except EpisodeError as exc:
+        names = {generic: setting_name(cfg, path, key)
+                 for generic, key in (("n_way", "n_way"), ("k_shot", shots), ("n_query", "n_query"))}
+        named = exc.naming({k: v for k, v in names.items() if v is not None})
+        raise named.with_traceback(exc.__traceback__) from None  # the record's traceback still shows the check
+
+
 def prepare_split(cfg: DictConfig, protocol, transform=None) -> Split:
     """The protocol's split of the data set (from ``data_seed``; under ``validation``, of its training side),
     standardised with statistics of the training side, or with ``transform`` when one is given (a saved
@@ -79,7 +95,8 @@ def prepare_split(cfg: DictConfig, protocol, transform=None) -> Split:
     if cfg.get("validation", False):  # tuning: train and score inside the training side only
         split = validation_split(split, validation_maker(protocol.split), seed=cfg.data_seed)
         try:
-            protocol.check(split)
+            with episodes_named(cfg, "protocol.evaluator", shots="shots"):
+                protocol.check(split)
         except ValueError as exc:
             raise SplitError(f"validation=true scores on part of the training side ({len(split.test)} samples of "
                              f"{len(split.test.present_classes)} classes), and the protocol cannot run there: "
@@ -266,14 +283,16 @@ def execute(cfg: DictConfig) -> dict:
         protocol = build(cfg.protocol.evaluator)
         split = prepare_split(cfg, protocol, transform=saved.transform if saved is not None else None)
         record["split"] = split.describe() | {"test_index_sha": config_hash({"i": split.test_index.tolist()})}
-        protocol.check(split)
+        with episodes_named(cfg, "protocol.evaluator", shots="shots"):
+            protocol.check(split)
         if saved is not None:
             same_split = checkpoints.check_unseen(saved, split.train_index, split.test_index, protocol.name)
         if "backbone" in cfg:
             cfg.backbone.input_shape = list(split.train.input_shape)
         learner = build(cfg.method.learner) if saved is None else saved.learner
         protocol.check_learner(learner)
-        learner.check(split.train)
+        with episodes_named(cfg, "method.learner"):
+            learner.check(split.train)
         train = fit_data(split.train, cfg) if saved is None else None  # built now: a bad train_transform fails early
         check_judge(cfg, protocol, split)
 
@@ -385,7 +404,7 @@ def check_judge(cfg: DictConfig, protocol, split: Split | None = None) -> None:
         raise ValueError(f"protocol.judge is set, but the {protocol.name} protocol takes no judge: drop it "
                          "(~protocol.judge) or use a protocol that judges, e.g. protocol=set_generation")
     if named and split is not None:
-        with kept_random_state():
+        with kept_random_state(), episodes_named(cfg, "protocol.judge.learner"):
             build(cfg.protocol.judge.learner).check(split.train)
 
 
@@ -402,7 +421,8 @@ def fit_judge(cfg: DictConfig, split: Split, device, record: dict):
     with kept_random_state():  # the learner's fit then draws what it would in a run without a judge
         seed_everything(ctx.seed)  # as a run of the judge's method with that seed starts, so the cache can serve it
         judge = build(cfg.protocol.judge.learner)
-        judge.check(split.train)
+        with episodes_named(cfg, "protocol.judge.learner"):
+            judge.check(split.train)
         entry = record["judge"] = {"method": cfg.protocol.judge.name, "seed": ctx.seed}  # filled in place
         train = fit_data(split.train, cfg, seed=ctx.seed)  # augmented (if at all) as the judge's own run would be
         return fit_or_load(cfg, judge, split, train, ctx, entry, method="protocol.judge")

@@ -11,8 +11,25 @@ import torch
 from torch import Tensor
 
 
+GENERIC_NAMES = {"n_way": "n_way", "k_shot": "k_shot", "n_query": "n_query"}
+
+
 class EpisodeError(ValueError):
-    """An episode the split cannot give (too many ways or shots)."""
+    """An episode the split cannot give (too many ways or shots). One made by ``about_settings`` names the
+    episode's settings in its message; ``naming`` gives it again with the names a user would set
+    (``protocol.evaluator.n_query``, ``train_episode.k_shot``): only the runner knows those, so learners and
+    protocols raise it with the generic names."""
+
+    def __init__(self, message: str, template: str | None = None) -> None:
+        super().__init__(message)
+        self.template = template
+
+    @classmethod
+    def about_settings(cls, template: str, names: dict[str, str] | None = None) -> "EpisodeError":
+        return cls(template.format(**(GENERIC_NAMES | (names or {}))), template)
+
+    def naming(self, names: dict[str, str]) -> "EpisodeError":
+        return self if self.template is None else EpisodeError.about_settings(self.template, names)
 
 
 @dataclass(frozen=True)
@@ -48,32 +65,29 @@ class Episodes:
         return {"classes": self.classes.tolist(), "support": self.support.tolist(), "query": self.query.tolist()}
 
 
-def check_episode_shape(labels: Tensor, n_way: int, k_shot: int, n_query: int,
-                        settings: tuple[str, str, str] | None = None) -> None:
-    """Raise a clear error if ``labels`` cannot give such episodes; cheap, call it before training.
-    ``settings``: the config names of (n_way, k_shot, n_query), for a fix that names what to set."""
+def check_episode_shape(labels: Tensor, n_way: int, k_shot: int, n_query: int) -> None:
+    """Raise a clear error if ``labels`` cannot give such episodes (naming the settings to change, and a
+    value that fits where one setting alone can fix it); cheap, call it before training."""
     if n_way < 1 or k_shot < 1 or n_query < 1:
         raise EpisodeError(f"n_way, k_shot and n_query must be >= 1 (got {n_way}, {k_shot}, {n_query})")
     counts = torch.bincount(labels)
     present = int((counts > 0).sum())
-    way_name, shot_name, query_name = settings or ("n_way", "k_shot", "n_query")
     if n_way > present:
-        raise EpisodeError(
+        raise EpisodeError.about_settings(
             f"{n_way}-way episodes need {n_way} classes but the split has {present}. "
-            f"Lower {way_name} to at most {present}, or hold out more classes."
+            f"Lower {{n_way}} to at most {present}, or hold out more classes."
         )
     need = k_shot + n_query
     eligible = int((counts >= need).sum())
     if eligible < n_way:
         smallest = int(counts[counts > 0].min())
         nth = int(counts.sort(descending=True).values[n_way - 1])  # the n_way-th largest class: what fits
-        fits = [f"{query_name}={nth - k_shot}"] if nth > k_shot else []
-        fits += [f"{way_name}={eligible}"] if eligible >= 2 else []
-        raise EpisodeError(
+        fits = [f"{{n_query}}={nth - k_shot}"] if nth > k_shot else []
+        fits += [f"{{n_way}}={eligible}"] if eligible >= 2 else []
+        raise EpisodeError.about_settings(
             f"{k_shot}-shot {n_query}-query episodes need {need} samples in each of {n_way} classes, "
             f"but only {eligible} classes have that many (the smallest class has {smallest}). "
-            f"Lower {shot_name} or {query_name}, or lower {way_name}"
-            + (f" ({' or '.join(fits)} fits)." if fits else ".")
+            "Lower {k_shot} or {n_query}, or lower {n_way}" + (f" ({' or '.join(fits)} fits)." if fits else ".")
         )
 
 

@@ -149,8 +149,7 @@ class MatchingNetwork(EmbeddingLearner):
             self.fce = FullContextEmbedding(int(dim), fce_steps)
 
     def check(self, train: LabeledData) -> None:
-        check_episode_shape(train.y, self.n_way, self.k_shot, self.n_query,
-                            ("method.learner.n_way", "method.learner.k_shot", "method.learner.n_query"))
+        check_episode_shape(train.y, self.n_way, self.k_shot, self.n_query)
 
     def adapt(self, support_emb: Tensor, support_y: Tensor) -> MatchingScorer:
         n_way = int(support_y.max()) + 1

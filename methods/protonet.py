@@ -28,8 +28,7 @@ class PrototypicalNetwork(EmbeddingLearner):
         self.distance = LpDistance(normalize_embeddings=False, power=2)  # squared Euclidean
 
     def check(self, train: LabeledData) -> None:
-        check_episode_shape(train.y, self.n_way, self.k_shot, self.n_query,
-                            ("method.learner.n_way", "method.learner.k_shot", "method.learner.n_query"))
+        check_episode_shape(train.y, self.n_way, self.k_shot, self.n_query)
 
     def episode_logits(self, support_emb: torch.Tensor, support_y: torch.Tensor, query_emb: torch.Tensor) -> torch.Tensor:
         return similarity(self.distance, query_emb, class_means(support_emb, support_y))

@@ -39,8 +39,7 @@ class FewShotProtocol:
 
     def check(self, split: Split) -> None:
         for k in sorted(self.shots, reverse=True):  # the largest first: a fix it names fits every shot
-            check_episode_shape(split.test.y, self.n_way, k, self.n_query,
-                                ("protocol.evaluator.n_way", "protocol.evaluator.shots", "protocol.evaluator.n_query"))
+            check_episode_shape(split.test.y, self.n_way, k, self.n_query)
 
     def episodes(self, split: Split, k_shot: int, data_seed: int):
         return sample_episodes(split.test.y, self.n_way, k_shot, self.n_query, self.n_episodes,
