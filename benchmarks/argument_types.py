@@ -254,6 +254,10 @@ def check_run_arguments(cfg: DictConfig, learner: bool = True) -> None:
                 continue  # said once, for the setting it reads
             reported.add(named)
             problems.append(f"{named} is {_shown(value)}, but {'it' if named == name else name} takes {_wanted(kinds)}")
+    threads = OmegaConf.select(cfg, "threads", default=None)
+    if isinstance(threads, int) and not isinstance(threads, bool) and threads < 1:
+        problems.append(f"threads is {threads}, but it takes a whole number of at least 1, or null (torch's default: "
+                        "the number of cores)")
     device = OmegaConf.select(cfg, "device", default=None)
     if isinstance(device, str) and device_name_problem(device) is not None:
         problems.append(device_name_problem(device))

@@ -64,6 +64,8 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
+    if device.type == "cpu":
+        return torch.device("cpu")  # cpu:0 is the one CPU device; saved fits name it "cpu", which loads back
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device=cuda was asked for but no GPU is visible; use device=auto or device=cpu")
     return device

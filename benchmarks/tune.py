@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import MissingConfigException
 from hydra.core.override_parser.types import IntervalSweep
 from omegaconf import OmegaConf
 
@@ -112,6 +113,16 @@ def space_values(key: str, value: str) -> list[tuple[str, str]]:
     return [(override.get_value_element_as_str(), str(override.value()))]
 
 
+def _missing_option(exc: MissingConfigException) -> str:
+    """Hydra's message for a config option that does not exist, in one line with the options there are:
+    "Could not find 'backbone/conv5'; available options in 'backbone': conv4, mlp, ..." (its search path left out)."""
+    lines = [line.strip() for line in str(exc).split("Config search path")[0].splitlines() if line.strip()]
+    header = next((i for i, line in enumerate(lines) if line.startswith("Available options")), None)
+    if header is None:
+        return lines[0]
+    return f"{' '.join(lines[:header])}; {lines[header][0].lower()}{lines[header][1:]} {', '.join(lines[header + 1:])}"
+
+
 def check_space(plan: dict, method: str, space: dict[str, str]) -> None:
     """What the trials will be given is checked as a run checks it before reading its data set: the base with
     ``method`` (the budget and every setting against the class it configures), and each key of the space with
@@ -147,7 +158,8 @@ def check_space(plan: dict, method: str, space: dict[str, str]) -> None:
                     check_run_arguments(trial)
                     check_budget(trial)
                 except Exception as exc:  # ours name the setting; Hydra's name a missing option (backbone=conv5)
-                    cause = str(exc) if isinstance(exc, ArgumentTypeError) else str(exc).splitlines()[0]
+                    cause = (str(exc) if isinstance(exc, ArgumentTypeError) else _missing_option(exc)
+                             if isinstance(exc, MissingConfigException) else str(exc).splitlines()[0])
                     hint = (" (int(interval(a, b)) samples whole numbers)" if "whole number" in cause
                             and isinstance(_PARSER.parse_override(f"{key}={value}").value(), IntervalSweep) else "")
                     raise TuneError(f"{source}: {key}: {value} gives {shown}: {cause}{hint}") from None

@@ -255,6 +255,10 @@ def test_no_shipped_config_is_refused():
      "protocol.judge_seed is 'abc', but it takes a whole number"),
     (["save_model=1"], "save_model is 1, but it takes true or false"),
     (["precision=fp16"], "precision is 'fp16', but it takes one of 'fp32', 'bf16'"),  # a suite's plan reads this
+    (["threads=0"], "threads is 0, but it takes a whole number of at least 1, or null (torch's default: the number "
+                    "of cores)"),
+    (["device=mps"], "device is 'mps', but the suite runs on device=auto (a GPU when one is visible), device=cpu, "
+                     "device=cuda or device=cuda:N"),
 ])
 def test_the_runner_s_own_settings_are_checked_too(overrides, message):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.environment import set_threads
+from benchmarks.environment import pick_device, set_threads
 from benchmarks.run import execute
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,3 +36,9 @@ def test_every_preset_with_a_reference_pins_its_thread_count(study):
 
     threads = composed_preset(study).threads
     assert isinstance(threads, int) and threads >= 1
+
+
+def test_cpu_with_an_index_is_the_cpu():
+    """cpu:0 names the one CPU device: it becomes plain cpu, so a fit saved under it loads back from the cache
+    (torch.load cannot restore storages tagged cpu:0)."""
+    assert pick_device("cpu:0") == torch.device("cpu") and pick_device("cpu:0").index is None

@@ -108,7 +108,7 @@ def test_bad_plans_and_search_spaces_are_refused(tmp_path):
      "1.0, but PrototypicalNetwork's k_shot takes a whole number (int(interval(a, b)) samples whole numbers)"),
     ({"backbone": "choice(mlp, conv5)"},  # an option that does not exist: Hydra's message, in one line
      "conf/search_space/protonet.yaml: backbone: choice(mlp, conv5) gives conv5: In 'config': Could not find "
-     "'backbone/conv5'"),
+     "'backbone/conv5'; available options in 'backbone': conv4, mlp, resnet18, resnet50"),
     ({"method.learner.k_shot": "choice(1, ${nowhere})"},  # shown as written, not as Hydra escapes it
      "method.learner.k_shot: choice(1, ${nowhere}) gives ${nowhere}: the configuration cannot be filled in at "
      "method.learner.k_shot: Interpolation key 'nowhere' not found"),
