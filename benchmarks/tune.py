@@ -34,8 +34,8 @@ import time
 from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import MissingConfigException
 from hydra.core.override_parser.types import IntervalSweep
+from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 
 from benchmarks import named_yaml, report

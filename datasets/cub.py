@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Callable
 
 from datasets.archives import Archive, provide
-from datasets.dml import AnnotationError, VerifyImages, default_transform, folder_holding, image_data, labels_for, read_rows, to_int
+from datasets.dml import (AnnotationError, VerifyImages, default_transform, folder_holding, image_data, labels_for,
+                          read_rows, to_int)
 from datasets.labeled import TEST, TRAIN, LabeledData
 
 FOLDER = "CUB_200_2011"

@@ -96,7 +96,7 @@ def image_data(folder: Path, relative_paths: Sequence[str], labels: torch.Tensor
 
 VerifyMode = Literal["none", "header", "decode"]
 VERIFY_MODES = get_args(VerifyMode)
-VerifyImages = Union[bool, VerifyMode]  # a loader's verify_images: one of VERIFY_MODES, true ("decode") or false ("none")
+VerifyImages = Union[bool, VerifyMode]  # a loader's verify_images: a mode, true ("decode") or false ("none")
 
 
 def check_images(paths: Sequence[Path], mode: bool | str, workers: int = 0) -> None:

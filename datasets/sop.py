@@ -25,7 +25,8 @@ from typing import Callable
 import torch
 
 from datasets.archives import Archive, provide
-from datasets.dml import AnnotationError, VerifyImages, default_transform, folder_holding, image_data, labels_for, read_rows, to_int
+from datasets.dml import (AnnotationError, VerifyImages, default_transform, folder_holding, image_data, labels_for,
+                          read_rows, to_int)
 from datasets.labeled import TEST, TRAIN, LabeledData
 
 FOLDER = "Stanford_Online_Products"
