@@ -8,7 +8,9 @@ setting with the annotation of the parameter it fills and names the setting the 
 
 Judged: int, float, bool, str, Literal, lists (``Sequence``, ``Iterable``, ``list``, ``tuple``; their items too
 where those are of the kinds above), groups (``dict``, ``Mapping``), and unions of these with None; a tensor in a
-union is dropped (a config cannot hold one: torch's ``lr: float | Tensor``). A parameter with no annotation (as
+union is dropped (a config cannot hold one: torch's ``lr: float | Tensor``). Bounds written into an
+annotation (``n_way: Count``: methods/bounds.py) are judged too, so ``n_way=0`` is refused
+here rather than once the episodes are drawn. A parameter with no annotation (as
 in pytorch-metric-learning) is judged by the kind of its default. A class whose constructor passes ``**kwargs``
 on to its parents takes their parameters too (a loss's ``distance`` and ``reducer``, a distance's ``power``).
 Annotations of any other kind (a module, a callable) are not judged. Every setting refused under a run's nodes
@@ -28,6 +30,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from benchmarks.environment import device_name_problem
 from methods.base import PRECISIONS
+from methods.bounds import AtLeast
 
 _SCALARS = (bool, int, float, str, type(None))
 _LISTS = (list, tuple, collections.abc.Sequence, collections.abc.Iterable, collections.abc.MutableSequence,
@@ -47,12 +50,22 @@ class _List(typing.NamedTuple):
     items: list | None
 
 
+class _Bounded(typing.NamedTuple):
+    """Numbers of the given kinds within a bound (``Count``, ``Positive``: methods/bounds.py)."""
+    kinds: list
+    bound: AtLeast
+
+
 def _members(annotation) -> list | None:
     """The kinds an annotation allows: scalar types, Literal values (as a tuple), ``dict`` for a group, a
     ``_List``; None when it allows something this check does not judge."""
     origin = typing.get_origin(annotation)
     if origin is typing.Literal:
         return [tuple(typing.get_args(annotation))]
+    if origin is typing.Annotated:
+        inner = _members(annotation.__origin__)
+        bounds = [m for m in annotation.__metadata__ if isinstance(m, AtLeast)]
+        return [_Bounded(inner, bounds[0])] if inner is not None and bounds else inner
     if origin in (typing.Union, types.UnionType):
         out = []
         for arg in typing.get_args(annotation):
@@ -90,7 +103,10 @@ def _from_default(default) -> list | None:
 
 def _fits(value, members: list) -> bool:
     for member in members:
-        if isinstance(member, _List):
+        if isinstance(member, _Bounded):
+            if _fits(value, member.kinds) and not isinstance(value, bool) and member.bound.holds(value):
+                return True
+        elif isinstance(member, _List):
             if isinstance(value, ListConfig) and (member.items is None or all(_fits(v, member.items) for v in value)):
                 return True
         elif isinstance(member, tuple):
@@ -122,7 +138,9 @@ def _wanted(members: list, plural: bool = False) -> str:
     """The kinds in words: "a whole number, a list of numbers or null"."""
     words = []
     for member in members:
-        if isinstance(member, _List):
+        if isinstance(member, _Bounded):
+            words.append(f"{_wanted(member.kinds, plural)} {member.bound.words()}")
+        elif isinstance(member, _List):
             words.append("a list" + (f" of {_wanted(member.items, plural=True)}" if member.items else ""))
         elif isinstance(member, tuple):
             words.append(("values among " if plural else "one of ") + ", ".join(repr(v) for v in member))
@@ -208,7 +226,7 @@ def _parameters(target) -> tuple[dict, bool] | None:
     try:
         chain, open_ended = _chain(target)
         for function in chain:
-            hints = typing.get_type_hints(function)
+            hints = typing.get_type_hints(function, include_extras=True)
             params = list(inspect.signature(function).parameters.values())
             if inspect.isclass(target):
                 params = params[1:]  # self
@@ -242,6 +260,11 @@ RUN_SETTINGS = {"seed": [int], "data_seed": [int], "episode_seed": [int], "threa
 def check_run_arguments(cfg: DictConfig, learner: bool = True) -> None:
     """Every node a run builds and the runner's own settings, checked before its data set is read
     (``learner=False``: not the learner's node, for a saved learner evaluated again)."""
+    refuse(run_argument_problems(cfg, learner))
+
+
+def run_argument_problems(cfg: DictConfig, learner: bool = True) -> list[str]:
+    """What ``check_run_arguments`` refuses, one message per setting (each begins with the setting's name)."""
     problems, reported = [], set()
     for name, kinds in RUN_SETTINGS.items():
         if OmegaConf.select(cfg, name, default="<absent>") == "<absent>":
@@ -265,7 +288,7 @@ def check_run_arguments(cfg: DictConfig, learner: bool = True) -> None:
         node = OmegaConf.select(cfg, name, default=None)
         if node is not None:
             problems += _problems(node)
-    _refuse(problems)
+    return problems
 
 
 def setting_name(cfg: DictConfig, path: str, key: str) -> str | None:
@@ -280,10 +303,10 @@ def setting_name(cfg: DictConfig, path: str, key: str) -> str | None:
 def check_arguments(node) -> None:
     """Raise ArgumentTypeError naming every setting under ``node`` (a config node, nested ``_target_`` nodes
     included) that its target's parameter does not accept."""
-    _refuse(_problems(node))
+    refuse(_problems(node))
 
 
-def _refuse(problems: list[str]) -> None:
+def refuse(problems: list[str]) -> None:
     """One problem is the message; several are listed, so that one try shows them all."""
     problems = list(dict.fromkeys(problems))  # a node reached twice (through a ${...} reference) says it once
     if len(problems) == 1:

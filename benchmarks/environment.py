@@ -66,8 +66,13 @@ def pick_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cpu":
         return torch.device("cpu")  # cpu:0 is the one CPU device; saved fits name it "cpu", which loads back
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda was asked for but no GPU is visible; use device=auto or device=cpu")
+    if device.type == "cuda":
+        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if visible == 0:
+            raise RuntimeError(f"device={name} was asked for but no GPU is visible; use device=auto or device=cpu")
+        if device.index is not None and device.index >= visible:
+            raise RuntimeError(f"device={name} was asked for but {visible} GPU(s) are visible "
+                               f"(cuda:0 to cuda:{visible - 1}); use one of them, or device=cuda")
     return device
 
 

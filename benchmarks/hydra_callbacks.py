@@ -16,23 +16,39 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 
-def _check(config: DictConfig, key: str) -> None:
+def _problem(config: DictConfig, key: str) -> str | None:
+    """Why ``key`` cannot be filled in (OmegaConf's first line, without its "while resolving" preamble), or
+    None when it can."""
     try:
         OmegaConf.select(config, key)
     except OmegaConfBaseException as exc:
         cause = str(getattr(exc, "msg", None) or exc).splitlines()[0]
-        cause = re.split(r" (?:raised )?while resolving interpolation: ", cause, maxsplit=1)[-1]
-        written = OmegaConf.to_container(config, resolve=False)
-        folder, results_dir = written["hydra"][key.split(".")[1]]["dir"], written.get("results_dir")
-        try:
-            OmegaConf.select(config, "results_dir")
-            culprit = key  # results_dir is fine: the folder's own setting is not
-        except OmegaConfBaseException:
-            culprit = "results_dir"
-        print(f"[failed] Hydra's output folder cannot be filled in ({cause}): {key} is {folder!r} and results_dir "
-              f"is {results_dir!r}. Give {culprit} a folder; an environment variable that may be unset needs a "
-              f"default: {culprit}='${{oc.env:SCRATCH,results}}'", file=sys.stderr)
-        raise SystemExit(1) from None
+        return re.split(r" (?:raised )?while resolving interpolation: ", cause, maxsplit=1)[-1]
+    return None
+
+
+def _check(config: DictConfig, key: str) -> None:
+    problem = _problem(config, key)
+    if problem is None:
+        return
+    written = OmegaConf.to_container(config, resolve=False)
+    folder, results_dir = written["hydra"][key.split(".")[1]]["dir"], written.get("results_dir")
+    # Each setting is blamed for its own fault: results_dir as written, and the folder with results_dir
+    # replaced by a plain folder (the folder is usually ${results_dir}/..., broken only through it).
+    results_problem = _problem(config, "results_dir")
+    probe = OmegaConf.create(written)
+    probe.results_dir = "results"
+    folder_problem = _problem(probe, key)
+    advice = "an environment variable that may be unset needs a default: {}='${{oc.env:SCRATCH,results}}'"
+    if results_problem is not None and folder_problem is not None:
+        message = (f": results_dir is {results_dir!r} ({results_problem}) and {key} is {folder!r} "
+                   f"({folder_problem}). Give both a folder; " + advice.format("results_dir"))
+    else:
+        culprit = "results_dir" if results_problem is not None else key
+        message = (f" ({results_problem or folder_problem or problem}): {key} is {folder!r} and results_dir is "
+                   f"{results_dir!r}. Give {culprit} a folder; " + advice.format(culprit))
+    print(f"[failed] Hydra's output folder cannot be filled in{message}", file=sys.stderr)
+    raise SystemExit(1) from None
 
 
 class OutputFolderCheck(Callback):

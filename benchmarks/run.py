@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from benchmarks import VALIDATION_TAG, checkpoints, episode_tag
-from benchmarks.argument_types import check_arguments, check_run_arguments, setting_name
+from benchmarks.argument_types import check_arguments, refuse, run_argument_problems, setting_name
 from benchmarks.checkpoints import CHECKPOINT_TAG
 from benchmarks.environment import (describe_device, git_revision, kept_random_state, library_versions, pick_device,
                                     seed_everything, set_threads)
@@ -196,34 +196,51 @@ def resolved_config(cfg: DictConfig) -> dict:
         raise ConfigResolutionError(f"the configuration cannot be filled in at {where}: {cause}; {hint}") from None
 
 
-def check_budget(cfg: DictConfig) -> None:
+def budget_problems(cfg: DictConfig) -> list[str]:
     """The budget's training steps and test episodes are whole numbers of at least 1, and the learner's own
     steps a whole number, 0 only for a method marked ``untrained_baseline`` (0 steps would otherwise put an
-    untrained net in the table under the learner's name: its untrained row is ``method=untrained``)."""
+    untrained net in the table under the learner's name: its untrained row is ``method=untrained``). One
+    message per setting, each beginning with the setting's name."""
+    problems = []
     for key, what in (("iterations", "training steps"), ("episodes", "test episodes")):
         value = cfg.budget.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"budget.{key} is {value!r}: it is the number of {what}, a whole number of at least 1"
-                             + (" (for a net that is never trained, use method=untrained)" if key == "iterations"
-                                else ""))
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            problems.append(f"budget.{key} is {value!r}: it is the number of {what}, a whole number of at least 1"
+                            + (" (for a net that is never trained, use method=untrained)" if key == "iterations"
+                               else ""))
     for where in ("method", "protocol.judge"):  # the learner, and the judge a protocol trains (set_generation)
         node = OmegaConf.select(cfg, where, default=None)
         steps = node.get("learner", {}).get("iterations") if isinstance(node, DictConfig) else None
+        if any(p.startswith(f"{setting_name(cfg, f'{where}.learner', 'iterations')} is ") for p in problems):
+            continue  # it reads budget.iterations, refused above
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
-            raise ValueError(f"{where}.learner.iterations is {steps!r}: it is the learner's number of training steps "
-                             "(or solver iterations), a whole number of at least 0")
-        if steps == 0 and not node.get("untrained_baseline", False):
-            if where == "method":
-                raise ValueError(f"method.learner.iterations is 0: {node.name} would be scored untrained under its own "
-                                 "name. Give it training steps; for an untrained row use method=raw (the inputs "
-                                 "themselves) or method=untrained (the backbone at its initialisation), or name a "
-                                 "method of its own with untrained_baseline: true (as set2model_untrained_mean.yaml "
-                                 "does)")
-            raise ValueError(f"{where}.learner.iterations is 0: the judge ({node.name}) would score the sets untrained; "
-                             f"give it training steps (its default is the budget's: {where}.learner.iterations="
-                             "${budget.iterations})")
+            problems.append(f"{where}.learner.iterations is {steps!r}: it is the learner's number of training steps "
+                            "(or solver iterations), a whole number of at least 0")
+        elif steps == 0 and not node.get("untrained_baseline", False) and where == "method":
+            problems.append(f"method.learner.iterations is 0: {node.name} would be scored untrained under its own "
+                            "name. Give it training steps; for an untrained row use method=raw (the inputs "
+                            "themselves) or method=untrained (the backbone at its initialisation), or name a "
+                            "method of its own with untrained_baseline: true (as set2model_untrained_mean.yaml "
+                            "does)")
+        elif steps == 0 and not node.get("untrained_baseline", False):
+            problems.append(f"{where}.learner.iterations is 0: the judge ({node.name}) would score the sets "
+                            f"untrained; give it training steps (its default is the budget's: "
+                            f"{where}.learner.iterations=${{budget.iterations}})")
+    return problems
+
+
+def check_budget(cfg: DictConfig) -> None:
+    """Refuse the budget problems (``budget_problems``) in one error."""
+    refuse(budget_problems(cfg))
+
+
+def check_run_settings(cfg: DictConfig, learner: bool = True) -> None:
+    """Everything about a run's settings that can be told before its data is read, refused in one error:
+    each budget problem (``budget_problems``) and each setting of the wrong kind or out of its bounds
+    (``run_argument_problems``); a setting is named once, by the budget's more specific message."""
+    problems = budget_problems(cfg)
+    named = {problem.split(" is ", 1)[0] for problem in problems}
+    refuse(problems + [p for p in run_argument_problems(cfg, learner) if p.split(" is ", 1)[0] not in named])
 
 
 def check_fit_cache_settings(cfg: DictConfig) -> None:
@@ -272,12 +289,11 @@ def execute(cfg: DictConfig) -> dict:
     phase = "checks"  # until training starts, a failure is about the input: the config, the data, the split
     failure: BaseException | None = None
     try:
-        check_run_arguments(cfg, learner=saved is None)  # first: every setting of the wrong kind in one refusal
+        check_run_settings(cfg, learner=saved is None)  # first: every setting refused, in one error
         device = pick_device(cfg.device)
         record["device"] = describe_device(device)
         record["threads"] = set_threads(cfg.get("threads"))
         ctx = RunContext(device=device, seed=cfg.seed, progress=cfg.progress, precision=cfg.precision)
-        check_budget(cfg)
         check_fit_cache_settings(cfg)
         seed_everything(cfg.seed)
         protocol = build(cfg.protocol.evaluator)

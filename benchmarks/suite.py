@@ -30,9 +30,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from benchmarks import named_yaml, regress, report
-from benchmarks.argument_types import check_run_arguments
-from benchmarks.run import check_budget
 from benchmarks.records import atomic_write, load_records
+from benchmarks.run import check_run_settings
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "conf"
@@ -109,8 +108,7 @@ def check_member(member: dict, overrides: list[str], conf: Path = CONF) -> dict:
             """The member's config with ``choice``, composed and checked as a run checks it before reading data."""
             try:
                 one = compose("config", overrides=base + choice)
-                check_run_arguments(one)
-                check_budget(one)
+                check_run_settings(one)
             except Exception as exc:  # Hydra's errors name the bad key or option; ours the setting
                 where = f", {' '.join(choice)}" if choice else ""
                 raise SuiteError(f"leaderboard member experiment={experiment}{where}: {exc}") from None

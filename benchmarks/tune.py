@@ -39,7 +39,7 @@ from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 
 from benchmarks import named_yaml, report
-from benchmarks.argument_types import ArgumentTypeError, check_run_arguments
+from benchmarks.argument_types import ArgumentTypeError
 from benchmarks.leaderboard import lower_is_better
 from benchmarks.records import RECORD_NAME, atomic_write, read_record
 
@@ -129,7 +129,7 @@ def check_space(plan: dict, method: str, space: dict[str, str]) -> None:
     the values it spans (a typo, a missing option or a value of the wrong kind fails now, not in every trial)."""
     from hydra import compose, initialize_config_dir
 
-    from benchmarks.run import ConfigResolutionError, check_budget, resolved_config
+    from benchmarks.run import ConfigResolutionError, check_run_settings, resolved_config
 
     base = [*plan["base"], f"method={method}"]
     where = f"{plan['path']}: base {plan['base']} with method={method}"
@@ -143,8 +143,7 @@ def check_space(plan: dict, method: str, space: dict[str, str]) -> None:
         job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # what each trial's run is given
         try:
             resolved_config(job)
-            check_run_arguments(job)
-            check_budget(job)
+            check_run_settings(job)
         except (ConfigResolutionError, ValueError) as exc:
             raise TuneError(f"{where}: {exc}") from None
         for key, value in space.items():
@@ -155,8 +154,7 @@ def check_space(plan: dict, method: str, space: dict[str, str]) -> None:
                 try:
                     trial = compose("config", overrides=[*base, f"{key}={one}"])
                     resolved_config(trial)
-                    check_run_arguments(trial)
-                    check_budget(trial)
+                    check_run_settings(trial)
                 except Exception as exc:  # ours name the setting; Hydra's name a missing option (backbone=conv5)
                     cause = (str(exc) if isinstance(exc, ArgumentTypeError) else _missing_option(exc)
                              if isinstance(exc, MissingConfigException) else str(exc).splitlines()[0])

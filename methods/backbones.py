@@ -9,11 +9,13 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
+from methods.bounds import Count
+
 
 class MLP(nn.Module):
     """Flatten, then Linear-BatchNorm-ReLU blocks, then a linear projection to ``out_features``."""
 
-    def __init__(self, input_shape: Sequence[int], hidden: Sequence[int] = (256,), out_features: int = 64):
+    def __init__(self, input_shape: Sequence[int], hidden: Sequence[Count] = (256,), out_features: Count = 64):
         super().__init__()
         in_features = math.prod(input_shape)
         layers: list[nn.Module] = [nn.Flatten()]
@@ -32,7 +34,7 @@ class MLP(nn.Module):
 class Conv4(nn.Module):
     """The few-shot Conv-4: ``depth`` blocks of [conv3x3 (``channels``), BatchNorm, ReLU, maxpool 2], flattened."""
 
-    def __init__(self, input_shape: Sequence[int], channels: int = 64, depth: int = 4):
+    def __init__(self, input_shape: Sequence[int], channels: Count = 64, depth: Count = 4):
         super().__init__()
         if len(input_shape) != 3:
             raise ValueError(

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from datasets.labeled import LabeledData
 from methods.base import FitReport, RunContext
+from methods.bounds import Count, Steps
 from methods.pair_losses import TupleLossNetwork
 
 
@@ -46,9 +47,9 @@ class ContrastiveNetwork(TupleLossNetwork):
     name = "contrastive"
     tuple_kind = "pairs"
 
-    def __init__(self, backbone: nn.Module, optimizer: Callable, iterations: int, loss: nn.Module,
-                 miner: nn.Module | None = None, m_per_class: int = 8, classes_per_batch: int = 16,
-                 pairs_per_batch: int = 64) -> None:
+    def __init__(self, backbone: nn.Module, optimizer: Callable, iterations: Steps, loss: nn.Module,
+                 miner: nn.Module | None = None, m_per_class: Count = 8, classes_per_batch: Count = 16,
+                 pairs_per_batch: Count = 64) -> None:
         super().__init__(backbone, optimizer, iterations, loss, miner, m_per_class, classes_per_batch)
         self.pairs_per_batch = pairs_per_batch
         self._gen: torch.Generator | None = None

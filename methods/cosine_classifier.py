@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from datasets.batches import balanced_batches
 from datasets.labeled import LabeledData
 from methods.base import EmbeddingLearner, FitReport, PrototypeScorer, RunContext, class_means
+from methods.bounds import Count, Positive, Steps
 from methods.training import optimise
 
 Sampler = Literal["shuffled", "balanced"]  # how minibatches are drawn (see the module docstring)
@@ -70,9 +71,9 @@ class CosineHead(nn.Module):
 class CosineClassifier(EmbeddingLearner):
     score_episodes = None  # its own adapt: the few-shot protocol scores its episodes one at a time
 
-    def __init__(self, backbone: nn.Module, optimizer: Callable, iterations: int, batch_size: int = 64,
-                 sampler: Sampler = "shuffled", m_per_class: int = 4, scale: float | None = None,
-                 scale_class_threshold: int = 200, learn_norms: bool = True) -> None:
+    def __init__(self, backbone: nn.Module, optimizer: Callable, iterations: Steps, batch_size: Count = 64,
+                 sampler: Sampler = "shuffled", m_per_class: Count = 4, scale: Positive | None = None,
+                 scale_class_threshold: Count = 200, learn_norms: bool = True) -> None:
         super().__init__()
         if sampler not in get_args(Sampler):
             raise ValueError(f"sampler must be 'shuffled' or 'balanced', got {sampler!r}")

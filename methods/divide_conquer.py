@@ -53,6 +53,7 @@ from datasets.batches import balanced_batches
 from datasets.image_files import without_augmentation
 from datasets.labeled import LabeledData
 from methods.base import EmbeddingLearner, FitReport, RunContext
+from methods.bounds import Count, NonNegative, Positive, Steps
 from methods.training import optimise
 
 
@@ -123,10 +124,10 @@ def split_clusters(assignment: Tensor, features: Tensor, n_active: int, seed: in
 class DivideAndConquer(EmbeddingLearner):
     name = "divide_conquer"
 
-    def __init__(self, backbone: nn.Module, optimizer: Callable, iterations: int, loss: nn.Module,
-                 miner: nn.Module | None, subspaces: nn.Module, n_learners: int = 4,
-                 embedding_dim: int | None = 128, recluster_every: float = 2.0, final_stage: float = 0.2,
-                 hierarchical: bool = False, m_per_class: int = 8, classes_per_batch: int = 16) -> None:
+    def __init__(self, backbone: nn.Module, optimizer: Callable, iterations: Steps, loss: nn.Module,
+                 miner: nn.Module | None, subspaces: nn.Module, n_learners: Count = 4,
+                 embedding_dim: Count | None = 128, recluster_every: Positive = 2.0, final_stage: NonNegative = 0.2,
+                 hierarchical: bool = False, m_per_class: Count = 8, classes_per_batch: Count = 16) -> None:
         super().__init__()
         if n_learners < 1:
             raise ValueError(f"n_learners must be at least 1, got {n_learners}")

@@ -61,6 +61,7 @@ from torch import Tensor, nn
 
 from datasets.labeled import LabeledData
 from methods.base import FitReport, RunContext
+from methods.bounds import Count, NonNegative, Positive, Steps
 from methods.frozen import WIDE_RAW_INPUT, LinearMetricOnFeatures
 from methods.training import NonFiniteLossError, optimise
 
@@ -295,10 +296,11 @@ class _LBFGS:
 
 
 class LMNN(LinearMetricOnFeatures):
-    def __init__(self, optimizer: Callable, iterations: int, k: int = 3, mu: float = 0.5, margin: float = 1.0,
-                 out_features: int | None = None, anchors_per_step: int = 2048, max_triples: int = 30_000_000,
-                 impostor_pool: int = 4096, tol: float = 1e-3, slack: float = 0.1, search_every: int = 10,
-                 history: int = 10, features: nn.Module | None = None) -> None:
+    def __init__(self, optimizer: Callable, iterations: Steps, k: Count = 3, mu: NonNegative = 0.5,
+                 margin: Positive = 1.0, out_features: Count | None = None, anchors_per_step: Count = 2048,
+                 max_triples: Count = 30_000_000, impostor_pool: Count = 4096, tol: NonNegative = 1e-3,
+                 slack: NonNegative = 0.1, search_every: Count = 10, history: Count = 10,
+                 features: nn.Module | None = None) -> None:
         super().__init__(features)
         self.optimizer = optimizer  # the sampled path's (n > impostor_pool)
         self.iterations = iterations  # L-BFGS iterations at most (full batch), steps (sampled)

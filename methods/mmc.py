@@ -49,6 +49,7 @@ from torch import Tensor, nn
 
 from datasets.labeled import LabeledData
 from methods.base import FitReport, RunContext
+from methods.bounds import Count, NonNegative, Positive, Steps
 from methods.frozen import WIDE_RAW_INPUT, LinearMetricOnFeatures
 
 _CHUNK = 65_536  # pairs held at once when summing over pairs
@@ -271,10 +272,10 @@ def newton_step(a: Tensor, s: Tensor, q: Tensor, ridge: float = 1e-6,
 # -------------------------------------------------------------------------------------------- learner
 
 class MMC(LinearMetricOnFeatures):
-    def __init__(self, iterations: int, diagonal: bool = False, n_pairs: int | None = 10_000, tol: float = 1e-5,
-                 step: float = 0.1, max_proj: int = 50, ridge: float = 1e-6,
+    def __init__(self, iterations: Steps, diagonal: bool = False, n_pairs: Count | None = 10_000,
+                 tol: NonNegative = 1e-5, step: Positive = 0.1, max_proj: Count = 50, ridge: Positive = 1e-6,
                  features: nn.Module | None = None, whiten: bool = False,
-                 pairs_per_class_pair: int | None = None) -> None:
+                 pairs_per_class_pair: Count | None = None) -> None:
         super().__init__(features)
         # when set, n_pairs = pairs_per_class_pair x (number of classes)^2 (metric-learn's rule, with 20)
         self.pairs_per_class_pair = pairs_per_class_pair

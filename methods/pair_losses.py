@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from datasets.batches import balanced_batches
 from datasets.labeled import LabeledData
 from methods.base import EmbeddingLearner, FitReport, RunContext
+from methods.bounds import Count, Steps
 from methods.training import optimise
 
 
@@ -24,8 +25,8 @@ class TupleLossNetwork(EmbeddingLearner):
     name = "tuple"
     tuple_kind = "tuples"
 
-    def __init__(self, backbone: nn.Module, optimizer: Callable, iterations: int, loss: nn.Module,
-                 miner: nn.Module | None, m_per_class: int = 8, classes_per_batch: int = 16) -> None:
+    def __init__(self, backbone: nn.Module, optimizer: Callable, iterations: Steps, loss: nn.Module,
+                 miner: nn.Module | None, m_per_class: Count = 8, classes_per_batch: Count = 16) -> None:
         super().__init__()
         self.encoder = backbone
         self.optimizer = optimizer

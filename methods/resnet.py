@@ -33,6 +33,8 @@ import torchvision.models as tvm
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from methods.bounds import Count
+
 # depth -> torchvision constructor, and the layout a state_dict of that depth has (bottleneck blocks?,
 # blocks in layer1..layer4), used only to name the depth of a file that does not fit.
 _BUILDERS = {18: tvm.resnet18, 34: tvm.resnet34, 50: tvm.resnet50, 101: tvm.resnet101, 152: tvm.resnet152}
@@ -52,7 +54,7 @@ class ResNet(nn.Module):
     """A torchvision ResNet trunk -> global pooling -> optional linear embedding (see the module docstring)."""
 
     def __init__(self, input_shape: Sequence[int], depth: Depth = 18, weights_path: str | None = None,
-                 pooling: Pooling = "avg", embedding_dim: int | None = None, freeze_bn: bool = True,
+                 pooling: Pooling = "avg", embedding_dim: Count | None = None, freeze_bn: bool = True,
                  freeze_bn_affine: bool | None = None) -> None:
         super().__init__()
         if len(input_shape) != 3 or input_shape[0] not in (1, 3):

@@ -66,6 +66,7 @@ from tqdm.auto import tqdm
 
 from datasets.labeled import LabeledData
 from methods.base import EmbeddingLearner, FitReport, RunContext
+from methods.bounds import Count, CountOrZero, NonNegative, Steps
 from methods.made import MADE
 from methods.set_codes import SetEncoder
 from methods.training import NonFiniteLossError, build_optimizer
@@ -222,13 +223,13 @@ class SetDistributionNetwork(EmbeddingLearner):
     name = "sdn"
     score_episodes = None  # episodes go through ``adapt``: one code per class
 
-    def __init__(self, backbone: nn.Module, optimizer: Callable, iterations: int,
-                 bits: int = 64, noise_dim: int = 32, hidden: int = 256, latent: int = 32,
-                 sets_per_step: int = 8, set_sizes: Sequence[int] = (1, 2, 4, 8), extra_members: int = 4,
-                 fakes_per_set: int = 4, margin: float = 1.0, mismatch_weight: float = 1.0,
-                 pull_away_weight: float = 0.1, mode_seeking_weight: float = 1.0,
-                 mode_seeking_space: ModeSeekingSpace = "latent", prior_hidden: Sequence[int] = (256, 256),
-                 prior_steps: int = 200) -> None:
+    def __init__(self, backbone: nn.Module, optimizer: Callable, iterations: Steps,
+                 bits: Count = 64, noise_dim: Count = 32, hidden: Count = 256, latent: Count = 32,
+                 sets_per_step: Count = 8, set_sizes: Sequence[Count] = (1, 2, 4, 8),
+                 extra_members: CountOrZero = 4, fakes_per_set: Count = 4, margin: NonNegative = 1.0,
+                 mismatch_weight: NonNegative = 1.0, pull_away_weight: NonNegative = 0.1,
+                 mode_seeking_weight: NonNegative = 1.0, mode_seeking_space: ModeSeekingSpace = "latent",
+                 prior_hidden: Sequence[Count] = (256, 256), prior_steps: Steps = 200) -> None:
         super().__init__()
         if fakes_per_set < 1:
             raise ValueError(f"SDN: fakes_per_set must be at least 1, got {fakes_per_set}")

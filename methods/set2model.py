@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from datasets.concepts import ConceptSampler
 from datasets.labeled import LabeledData
 from methods.base import EmbeddingLearner, FitReport, RunContext
+from methods.bounds import Count, NonNegative, Steps
 from methods.training import optimise
 
 
@@ -103,10 +104,10 @@ class Set2Model(EmbeddingLearner):
     name = "set2model"
     score_episodes = None  # episodes go through ``adapt``: one model per class
 
-    def __init__(self, backbone: nn.Module, optimizer: Callable, iterations: int, set_model: Any,
-                 embedding_dim: int = 128, problems_per_step: int = 2, set_size: int = 20,
-                 outlier_fraction: float = 0.25, polysemous_fraction: float = 0.25, n_positives: int = 10,
-                 n_negatives: int = 30, bins: int = 100) -> None:
+    def __init__(self, backbone: nn.Module, optimizer: Callable, iterations: Steps, set_model: Any,
+                 embedding_dim: Count = 128, problems_per_step: Count = 2, set_size: Count = 20,
+                 outlier_fraction: NonNegative = 0.25, polysemous_fraction: NonNegative = 0.25,
+                 n_positives: Count = 10, n_negatives: Count = 30, bins: Count = 100) -> None:
         super().__init__()
         features = getattr(backbone, "out_features", None)
         if features is None:

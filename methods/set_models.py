@@ -39,6 +39,8 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
+from methods.bounds import Count, NonNegative, Positive, Steps
+
 Gradient = Literal["implicit", "unrolled"]  # how a GMM fit is differentiated in its set
 
 LOG_2PI = math.log(2 * math.pi)
@@ -83,7 +85,7 @@ class DiagonalGaussian:
 
     name = "gaussian"
 
-    def __init__(self, variance_floor: float = 1e-3) -> None:
+    def __init__(self, variance_floor: Positive = 1e-3) -> None:
         if variance_floor <= 0:
             raise ValueError(f"variance_floor must be positive (a one-point set has zero variance), got {variance_floor}")
         self.variance_floor = float(variance_floor)
@@ -198,8 +200,8 @@ class DiagonalGMM:
     name = "gmm"
     GRADIENTS = get_args(Gradient)
 
-    def __init__(self, n_components: int = 2, variance_floor: float = 1e-3, iterations: int = 100,
-                 tol: float = 1e-6, gradient: Gradient = "implicit") -> None:
+    def __init__(self, n_components: Count = 2, variance_floor: Positive = 1e-3, iterations: Steps = 100,
+                 tol: NonNegative = 1e-6, gradient: Gradient = "implicit") -> None:
         if n_components < 1:
             raise ValueError(f"n_components must be at least 1, got {n_components}")
         if variance_floor <= 0:

@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from methods.bounds import NonNegative, Positive
+
 
 def _block(k: int, n_active: int, n_learners: int) -> range:
     """The final learners owned by active learner ``k`` of ``n_active``."""
@@ -89,7 +91,7 @@ class FixedSlices(nn.Module):
 class LearnableMasks(nn.Module):
     """One learnable mask per final learner (TPAMI 2021), with an orthogonality penalty between them."""
 
-    def __init__(self, orthogonality_weight: float = 0.01, lr_multiplier: float = 100.0) -> None:
+    def __init__(self, orthogonality_weight: NonNegative = 0.01, lr_multiplier: Positive = 100.0) -> None:
         super().__init__()
         if lr_multiplier <= 0:
             raise ValueError(f"lr_multiplier scales the optimiser's learning rate for the masks; it must be "

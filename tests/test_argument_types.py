@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from benchmarks.argument_types import ArgumentTypeError, check_arguments, check_run_arguments
 from benchmarks.run import execute
+from methods.bounds import Count, CountOrZero, NonNegative, Positive
 
 
 def toy(count: int, rate: float = 0.1, name: str = "a", flag: bool = False, limit: Optional[int] = None,
@@ -92,6 +93,37 @@ def test_a_setting_of_the_wrong_kind_is_named_with_the_kind_it_takes(settings, n
     assert needle in str(info.value)
 
 
+def bounded(count: Count = 1, rate: Positive = 0.1, floor: NonNegative = 0.0, sizes: Sequence[Count] = (1,),
+            limit: Count | None = None, repeats: CountOrZero = 0):
+    return count
+
+
+@pytest.mark.parametrize("settings", [
+    {}, {"count": 1}, {"count": 7}, {"rate": 1e-9}, {"rate": 3}, {"floor": 0}, {"floor": 0.0}, {"floor": 2.5},
+    {"sizes": [1, 2, 8]}, {"sizes": []}, {"limit": None}, {"limit": 1}, {"repeats": 0},
+])
+def test_values_within_their_bounds_pass(settings):
+    check_arguments(OmegaConf.create({"_target_": f"{__name__}.bounded"} | settings))
+
+
+@pytest.mark.parametrize("settings,needle", [
+    ({"count": 0}, "count is 0, but bounded's count takes a whole number of at least 1"),
+    ({"count": -3}, "count is -3, but bounded's count takes a whole number of at least 1"),
+    ({"count": 2.0}, "count is 2.0, but bounded's count takes a whole number of at least 1"),  # the kind, still
+    ({"count": True}, "count is true, but bounded's count takes a whole number of at least 1"),
+    ({"rate": 0}, "rate is 0, but bounded's rate takes a number above 0"),
+    ({"rate": -0.5}, "rate is -0.5, but bounded's rate takes a number above 0"),
+    ({"floor": -1e-9}, "floor is -1e-09, but bounded's floor takes a number of at least 0"),
+    ({"sizes": [1, 0]}, "sizes is the list [1, 0], but bounded's sizes takes a list of whole numbers of at least 1"),
+    ({"limit": 0}, "limit is 0, but bounded's limit takes a whole number of at least 1 or null"),
+    ({"repeats": -1}, "repeats is -1, but bounded's repeats takes a whole number of at least 0"),
+])
+def test_a_value_out_of_its_bounds_is_named_with_the_bound(settings, needle):
+    with pytest.raises(ArgumentTypeError) as info:
+        check_arguments(OmegaConf.create({"_target_": f"{__name__}.bounded"} | settings))
+    assert needle in str(info.value)
+
+
 def test_every_refused_setting_is_named_at_once(compose_cfg, tmp_path):
     """Two typos and wrong kinds, in the learner, its optimizer and the runner's settings (the device's name and
     the precision among them): one refusal lists them all, so a single try shows everything to fix."""
@@ -106,7 +138,7 @@ def test_every_refused_setting_is_named_at_once(compose_cfg, tmp_path):
         "  - precision is 'fp16', but it takes one of 'fp32', 'bf16'",
         "  - device is 'gpu', but the suite runs on device=auto (a GPU when one is visible), device=cpu, device=cuda "
         "or device=cuda:N",
-        "  - method.learner.n_way is 'abc', but PrototypicalNetwork's n_way takes a whole number",
+        "  - method.learner.n_way is 'abc', but PrototypicalNetwork's n_way takes a whole number of at least 1",
         "  - method.learner.optimizer.lr is 'fast', but Adam's lr takes a number",
         "  - method.learner.kshot is not a setting of PrototypicalNetwork (it takes: backbone, optimizer, iterations, "
         "n_way, k_shot, n_query); check the spelling, or drop it (~method.learner.kshot on the command line for one "
@@ -218,6 +250,20 @@ def test_a_wrong_setting_is_refused_before_the_data_set_is_read(compose_cfg, tmp
     (["precision=fp16"], ArgumentTypeError, "precision is 'fp16', but it takes one of 'fp32', 'bf16'"),
     (["device=tpu"], ArgumentTypeError, "device is 'tpu', but the suite runs on device=auto"),
     (["device=mps"], ArgumentTypeError, "device is 'mps', but the suite runs on device=auto"),  # torch knows it
+    # bounds in the annotations (methods/bounds.py): refused here, not once the episodes are drawn or training runs
+    (["method=protonet", "method.learner.n_way=0"], ArgumentTypeError,
+     "method.learner.n_way is 0, but PrototypicalNetwork's n_way takes a whole number of at least 1"),
+    (["protocol=fewshot", "protocol.evaluator.shots=[1,0]"], ArgumentTypeError,
+     "protocol.evaluator.shots is the list [1, 0], but FewShotProtocol's shots takes a list of whole numbers of at "
+     "least 1"),
+    (["method=cosine", "method.learner.scale=0"], ArgumentTypeError,
+     "method.learner.scale is 0, but CosineClassifier's scale takes a number above 0 or null"),
+    (["method=sdn", "method.learner.set_sizes=[1,-2]"], ArgumentTypeError,
+     "method.learner.set_sizes is the list [1, -2], but SetDistributionNetwork's set_sizes takes a list of whole "
+     "numbers of at least 1"),
+    (["protocol=verification", "protocol.evaluator.fars=[0.01,0]"], ArgumentTypeError,
+     "protocol.evaluator.fars is the list [0.01, 0], but VerificationProtocol's fars takes a list of numbers above "
+     "0"),
 ])
 def test_a_choice_is_refused_before_the_data_set_is_read(compose_cfg, tmp_path, overrides, error, needle):
     """Choices the learner, its backbone or the run context would refuse only once built (after the data set is

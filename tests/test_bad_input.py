@@ -203,6 +203,33 @@ def test_a_budget_of_no_steps_or_no_episodes_is_refused_before_training(compose_
     assert not (Path(cfg.run_dir) / "model.pt").exists()
 
 
+def test_budget_problems_and_settings_of_the_wrong_kind_are_refused_together(compose_cfg):
+    """One try names them all: the budget's values and the settings' kinds are checked in one refusal, and a
+    learner setting of the wrong kind is named once (by the kind check, not again by the budget check)."""
+    cfg = compose_cfg("method=protonet", "protocol=fewshot", "budget.iterations=0", "budget.episodes=-2",
+                      "seed=abc", "method.learner.optimizer.lr=fast", "method.learner.iterations=many")
+    with pytest.raises(ValueError) as caught:
+        execute(cfg)
+    message = str(caught.value)
+    assert message.startswith("5 settings are refused:\n"), message
+    for part in ("seed is 'abc'", "method.learner.optimizer.lr is 'fast'", "method.learner.iterations is 'many'",
+                 "budget.iterations is 0: it is the number of training steps",
+                 "budget.episodes is -2: it is the number of test episodes"):
+        assert message.count(part) == 1, (part, message)
+    assert caught.value.simbench_phase == "checks"
+
+
+def test_learner_steps_that_read_the_budget_are_refused_once_as_the_budget(compose_cfg):
+    """protonet's and the judge's steps read ${budget.iterations}: budget.iterations=0 is one problem, named as
+    the setting the user gave."""
+    from benchmarks.run import check_run_settings
+    cfg = compose_cfg("method=sdn", "protocol=set_generation", "budget.iterations=0")
+    with pytest.raises(ValueError) as caught:
+        check_run_settings(cfg)
+    assert str(caught.value).startswith("budget.iterations is 0: it is the number of training steps")
+    assert "learner.iterations" not in str(caught.value)
+
+
 def test_a_judge_of_no_training_steps_is_refused_before_training(compose_cfg):
     cfg = compose_cfg("method=sdn", "protocol=set_generation", "protocol.judge.learner.iterations=0")
     with pytest.raises(ValueError, match=r"protocol\.judge\.learner\.iterations is 0: the judge \(triplet\) would "
@@ -309,3 +336,19 @@ def test_a_run_inside_a_callers_except_block_leaves_that_exception_alone(compose
     except RuntimeError as outer:
         assert execute(compose_cfg("method=raw", "budget.episodes=10"))["status"] == "ok"
         assert not hasattr(outer, "simbench_record") and not hasattr(outer, "simbench_phase")
+
+
+def test_when_results_dir_and_the_output_folder_are_both_broken_each_is_named_with_its_cause(tmp_path):
+    """Each setting is blamed for its own fault (before, results_dir was blamed with the folder's cause)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("SIMBENCH_NO_SUCH_VAR", None)
+    env.pop("SIMBENCH_NO_SUCH_DIR", None)
+    done = subprocess.run([sys.executable, "-m", "benchmarks.run", "results_dir=${oc.env:SIMBENCH_NO_SUCH_VAR}",
+                           "hydra.run.dir=${oc.env:SIMBENCH_NO_SUCH_DIR}/x"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert ("[failed] Hydra's output folder cannot be filled in: results_dir is '${oc.env:SIMBENCH_NO_SUCH_VAR}' "
+            "(\"Environment variable 'SIMBENCH_NO_SUCH_VAR' not found\") and hydra.run.dir is "
+            "'${oc.env:SIMBENCH_NO_SUCH_DIR}/x' (\"Environment variable 'SIMBENCH_NO_SUCH_DIR' not found\"). "
+            "Give both a folder") in done.stderr
+    assert "Traceback" not in done.stderr and not list(tmp_path.iterdir())

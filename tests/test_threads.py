@@ -42,3 +42,18 @@ def test_cpu_with_an_index_is_the_cpu():
     """cpu:0 names the one CPU device: it becomes plain cpu, so a fit saved under it loads back from the cache
     (torch.load cannot restore storages tagged cpu:0)."""
     assert pick_device("cpu:0") == torch.device("cpu") and pick_device("cpu:0").index is None
+
+
+def test_a_gpu_that_is_not_there_is_named(monkeypatch):
+    """device=cuda:N names the device asked for, and an index past the visible GPUs is refused with their
+    range (before, torch failed later, inside the first copy to the device)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match=r"device=cuda:0 was asked for but no GPU is visible"):
+        pick_device("cuda:0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(RuntimeError, match=r"device=cuda:2 was asked for but 2 GPU\(s\) are visible "
+                                           r"\(cuda:0 to cuda:1\)"):
+        pick_device("cuda:2")
+    assert pick_device("cuda:1") == torch.device("cuda:1")
+    assert pick_device("cuda") == torch.device("cuda")

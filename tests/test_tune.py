@@ -105,7 +105,8 @@ def test_bad_plans_and_search_spaces_are_refused(tmp_path):
 @pytest.mark.parametrize("space,needle", [
     ({"method.learner.k_shot": "interval(1, 10)"},  # Optuna would sample k_shot=3.7
      "conf/search_space/protonet.yaml: method.learner.k_shot: interval(1, 10) gives 1.0: method.learner.k_shot is "
-     "1.0, but PrototypicalNetwork's k_shot takes a whole number (int(interval(a, b)) samples whole numbers)"),
+     "1.0, but PrototypicalNetwork's k_shot takes a whole number of at least 1 (int(interval(a, b)) samples whole "
+     "numbers)"),
     ({"backbone": "choice(mlp, conv5)"},  # an option that does not exist: Hydra's message, in one line
      "conf/search_space/protonet.yaml: backbone: choice(mlp, conv5) gives conv5: In 'config': Could not find "
      "'backbone/conv5'; available options in 'backbone': conv4, mlp, resnet18, resnet50"),
@@ -119,6 +120,9 @@ def test_bad_plans_and_search_spaces_are_refused(tmp_path):
     ({"method.learner.optimizer.lr": "choice(0.001, fast)"},
      "method.learner.optimizer.lr: choice(0.001, fast) gives fast: method.learner.optimizer.lr is 'fast', but "
      "Adam's lr takes a number"),
+    ({"method.learner.n_way": "range(0, 3)"},  # a bound in the annotation (methods/bounds.py): no data read
+     "method.learner.n_way: range(0, 3) gives 0: method.learner.n_way is 0, but PrototypicalNetwork's n_way takes a "
+     "whole number of at least 1"),
     ({"method.learner.k_shot": "choice(1, 5)", "method.learner.n_way": "range(2, 6)"}, None),
     ({"method.learner.k_shot": "int(interval(1, 10))"}, None),
 ])

@@ -18,6 +18,7 @@ from datasets.episodes import check_episode_shape, sample_episodes
 from datasets.image_files import take
 from datasets.splits import ClassDisjointSplit, Split
 from methods.base import Learner, RunContext, embed_all
+from methods.bounds import Count
 
 
 def metric_name(n_way: int, k_shot: int) -> str:
@@ -26,12 +27,12 @@ def metric_name(n_way: int, k_shot: int) -> str:
 
 @dataclass
 class FewShotProtocol:
-    n_way: int = 5
-    shots: tuple[int, ...] = (1, 5)
-    n_query: int = 15
-    n_episodes: int = 600
+    n_way: Count = 5
+    shots: tuple[Count, ...] = (1, 5)
+    n_query: Count = 15
+    n_episodes: Count = 600
     split: Any = field(default_factory=ClassDisjointSplit)
-    episodes_per_batch: int = 32  # episodes scored together by learners with ``score_episodes``
+    episodes_per_batch: Count = 32  # episodes scored together by learners with ``score_episodes``
     name: str = "fewshot"
 
     def check_learner(self, learner: Learner) -> None:

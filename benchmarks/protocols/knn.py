@@ -13,6 +13,7 @@ from benchmarks.protocols.base import ProtocolResult, require
 from benchmarks.stats import Metric
 from datasets.splits import Split, WithinClassSplit
 from methods.base import Learner, RunContext, embed_all, similarity
+from methods.bounds import Count
 
 
 def knn_predict(query: torch.Tensor, reference: torch.Tensor, reference_y: torch.Tensor, distance, k: int,
@@ -28,7 +29,7 @@ def knn_predict(query: torch.Tensor, reference: torch.Tensor, reference_y: torch
 
 @dataclass
 class KNNProtocol:
-    k: int = 3
+    k: Count = 3
     split: Any = field(default_factory=WithinClassSplit)
     name: str = "knn"
 

@@ -25,6 +25,7 @@ from benchmarks.stats import mean_ci, single
 from datasets.image_files import take
 from datasets.splits import GALLERY_ROLE as GALLERY, QUERY_ROLE as QUERY, ClassDisjointSplit, Split
 from methods.base import Learner, RunContext, embed_all
+from methods.bounds import Count
 
 
 def read_test_roles(split: Split) -> torch.Tensor | None:
@@ -43,12 +44,12 @@ def read_test_roles(split: Split) -> torch.Tensor | None:
 
 @dataclass
 class RetrievalProtocol:
-    max_per_class: int | None = None
-    recall_ks: tuple[int, ...] = (1, 2, 4, 8)
+    max_per_class: Count | None = None
+    recall_ks: tuple[Count, ...] = (1, 2, 4, 8)
     split: Any = field(default_factory=ClassDisjointSplit)
     name: str = "retrieval"
     nmi: bool = True
-    nmi_max_samples: int | None = None
+    nmi_max_samples: Count | None = None
 
     def check_learner(self, learner: Learner) -> None:
         require(learner, self.name, "embed", "distance")

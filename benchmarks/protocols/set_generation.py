@@ -44,6 +44,7 @@ from benchmarks.stats import Metric, mean_ci, single
 from datasets.image_files import take
 from datasets.splits import ClassDisjointSplit, Split
 from methods.base import Learner, RunContext, embed_all, similarity
+from methods.bounds import Count, CountOrZero, Positive
 
 KINDS = ("real", "reconstructed", "sampled")
 
@@ -70,13 +71,13 @@ def per_set_auc(scores: Tensor, same: Tensor) -> np.ndarray:
 
 @dataclass
 class SetGenerationProtocol:
-    set_sizes: tuple[int, ...] = (1, 2, 4, 8)
-    sets_per_class: int = 10
-    per_set: int = 8
-    gallery_per_class: int = 20
-    grid_sets: int = 6
-    far: float = 1e-2
-    bootstrap: int = 200
+    set_sizes: tuple[Count, ...] = (1, 2, 4, 8)
+    sets_per_class: Count = 10
+    per_set: Count = 8
+    gallery_per_class: Count = 20
+    grid_sets: Count = 6
+    far: Positive = 1e-2
+    bootstrap: CountOrZero = 200
     split: Any = field(default_factory=ClassDisjointSplit)
     judge: Any = None  # the fitted reference learner; the runner sets it from ``protocol.judge``
     name: str = "set_generation"

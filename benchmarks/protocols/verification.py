@@ -20,6 +20,7 @@ from benchmarks.stats import Metric, single
 from datasets.image_files import take
 from datasets.splits import ClassDisjointSplit, Split
 from methods.base import Learner, RunContext, embed_all, similarity
+from methods.bounds import Count, CountOrZero, Positive
 
 
 def far_name(far: float) -> str:
@@ -28,16 +29,16 @@ def far_name(far: float) -> str:
 
 @dataclass
 class VerificationProtocol:
-    max_per_class: int | None = 100
-    fars: tuple[float, ...] = (1e-2, 1e-3)
+    max_per_class: Count | None = 100
+    fars: tuple[Positive, ...] = (1e-2, 1e-3)
     split: Any = field(default_factory=ClassDisjointSplit)
-    bootstrap: int = 200  # replicates of the bootstrap over held-out classes; 0: no interval
+    bootstrap: CountOrZero = 200  # replicates of the bootstrap over held-out classes; 0: no interval
     name: str = "verification"
 
     def check_learner(self, learner: Learner) -> None:
         require(learner, self.name, "embed", "distance")
 
-    max_samples: int = 20000  # all pairs of n samples are scored at once: n x n similarities in memory
+    max_samples: Count = 20000  # all pairs of n samples are scored at once: n x n similarities in memory
 
     def check(self, split: Split) -> None:
         counts = split.test.counts()
