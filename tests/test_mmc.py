@@ -112,6 +112,66 @@ def test_diagonal_derivatives_equal_autograd_and_newton_step_decreases_g():
         new = again
 
 
+def _line_search_of_every_length(a, s, q, ridge=1e-6, max_halvings=60):
+    """The paper's clamped Newton step with its line search written plainly: g evaluated at every length."""
+    import methods.mmc as mmc
+    value, grad, hess = diag_derivatives(a, s, q)
+    direction = -torch.linalg.solve(hess + ridge * torch.eye(len(a), dtype=a.dtype), grad)
+    best, best_value, t = None, float(value), 1.0
+    for _ in range(max_halvings):
+        candidate = (a + t * direction).clamp_min(0)
+        after = float(mmc.diag_objective(candidate, s, q))  # looked up here, so a test can count the calls
+        if best is not None and not after < best_value:
+            break
+        if after < best_value:
+            best, best_value = candidate, after
+        t /= 2
+    return (a, float(value)) if best is None else (best, best_value)
+
+
+@pytest.mark.parametrize("scale", [1.0, 30.0])  # 30: g nearly linear in a, as on image data, so bounds skip most
+def test_newton_step_skips_only_lengths_that_cannot_win(monkeypatch, scale):
+    """The step with the convexity bound equals, bit for bit, the step that evaluates g at every length, over
+    steps that improve and a final one that stalls; and it evaluates g fewer times."""
+    import methods.mmc as mmc
+    gen = torch.Generator().manual_seed(7)
+    y = torch.arange(4).repeat_interleave(12)
+    x = scale * (torch.randn(48, 6, generator=gen, dtype=torch.float64) + y[:, None] * torch.tensor([1.0, 0, 0, 0, 0, 0.5],
+                                                                                              dtype=torch.float64))
+    similar, dissimilar = label_pairs(y, None, torch.Generator())
+    s, q = diag_terms(x, similar, dissimilar)
+    calls = {"n": 0}
+    plain = mmc.diag_objective
+
+    def counted(*args):
+        calls["n"] += 1
+        return plain(*args)
+
+    monkeypatch.setattr(mmc, "diag_objective", counted)
+    a, evaluated, every = torch.ones(6, dtype=torch.float64), 0, 0
+    for _ in range(8):
+        want, want_value = _line_search_of_every_length(a, s, q)
+        every, calls["n"] = every + calls["n"], 0
+        got, _, got_value, improved = newton_step(a, s, q)
+        evaluated, calls["n"] = evaluated + calls["n"], 0
+        assert torch.equal(got, want) and got_value == want_value
+        a = got
+    assert bool((a == 0).any())  # the steps reached the bound: the clamped path was exercised
+    assert evaluated < every
+
+
+def test_the_bound_is_not_used_where_g_has_no_slope():
+    """A pair whose differences all lie on zero weights is at distance 0: sqrt has no finite slope there, so
+    the gradient's bound does not hold and every length is evaluated."""
+    from methods.mmc import _diag_derivatives
+    q = torch.tensor([[2.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    s = torch.tensor([1.0, 1.0], dtype=torch.float64)
+    assert _diag_derivatives(torch.tensor([1.0, 1.0], dtype=torch.float64), s, q, 1e-12)[3]
+    assert not _diag_derivatives(torch.tensor([0.0, 1.0], dtype=torch.float64), s, q, 1e-12)[3]
+    q_same = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64)  # identical inputs: no slope to miss
+    assert _diag_derivatives(torch.tensor([0.0, 1.0], dtype=torch.float64), s, q_same, 1e-12)[3]
+
+
 def _stretched_noise():
     # one informative dimension drowned by large noise dimensions: Euclidean k-NN fails
     gen = torch.Generator().manual_seed(1)
