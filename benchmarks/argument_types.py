@@ -30,7 +30,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from benchmarks.environment import device_name_problem
 from methods.base import PRECISIONS
-from methods.bounds import AtLeast
+from methods.bounds import AtLeast, AtMost
 
 _SCALARS = (bool, int, float, str, type(None))
 _LISTS = (list, tuple, collections.abc.Sequence, collections.abc.Iterable, collections.abc.MutableSequence,
@@ -51,9 +51,9 @@ class _List(typing.NamedTuple):
 
 
 class _Bounded(typing.NamedTuple):
-    """Numbers of the given kinds within a bound (``Count``, ``Positive``: methods/bounds.py)."""
+    """Numbers of the given kinds within bounds (``Count``, ``Fraction``: methods/bounds.py)."""
     kinds: list
-    bound: AtLeast
+    bounds: tuple
 
 
 def _members(annotation) -> list | None:
@@ -64,8 +64,8 @@ def _members(annotation) -> list | None:
         return [tuple(typing.get_args(annotation))]
     if origin is typing.Annotated:
         inner = _members(annotation.__origin__)
-        bounds = [m for m in annotation.__metadata__ if isinstance(m, AtLeast)]
-        return [_Bounded(inner, bounds[0])] if inner is not None and bounds else inner
+        bounds = tuple(m for m in annotation.__metadata__ if isinstance(m, (AtLeast, AtMost)))
+        return [_Bounded(inner, bounds)] if inner is not None and bounds else inner
     if origin in (typing.Union, types.UnionType):
         out = []
         for arg in typing.get_args(annotation):
@@ -104,7 +104,7 @@ def _from_default(default) -> list | None:
 def _fits(value, members: list) -> bool:
     for member in members:
         if isinstance(member, _Bounded):
-            if _fits(value, member.kinds) and not isinstance(value, bool) and member.bound.holds(value):
+            if _fits(value, member.kinds) and not isinstance(value, bool) and all(b.holds(value) for b in member.bounds):
                 return True
         elif isinstance(member, _List):
             if isinstance(value, ListConfig) and (member.items is None or all(_fits(v, member.items) for v in value)):
@@ -139,7 +139,7 @@ def _wanted(members: list, plural: bool = False) -> str:
     words = []
     for member in members:
         if isinstance(member, _Bounded):
-            words.append(f"{_wanted(member.kinds, plural)} {member.bound.words()}")
+            words.append(f"{_wanted(member.kinds, plural)} {' and '.join(b.words() for b in member.bounds)}")
         elif isinstance(member, _List):
             words.append("a list" + (f" of {_wanted(member.items, plural=True)}" if member.items else ""))
         elif isinstance(member, tuple):
@@ -242,7 +242,23 @@ def _parameters(target) -> tuple[dict, bool] | None:
                     named[p.name] = None if p.default is p.empty else _from_default(p.default)
     except Exception:  # a signature or an annotation that does not evaluate here: judge nothing
         return None
+    if inspect.isclass(target) and issubclass(target, torch.optim.Optimizer):
+        for name, bounds in _OPTIMISER_BOUNDS.items():
+            kinds = named.get(name)
+            if kinds:
+                numbers = [k for k in kinds if k in (int, float)]
+                named[name] = [_Bounded(numbers, bounds), *(k for k in kinds if k not in numbers)]
+        if named.get("betas"):  # Adam's: each in [0, 1)
+            named["betas"] = [_List([_Bounded([float], (AtLeast(0), AtMost(1, strict=True)))])]
     return named, open_ended
+
+
+# torch's optimisers carry no bounds in their annotations, but refuse a negative learning rate (and weight
+# decay, momentum, eps, betas outside [0, 1)) when they are built, after the data is read and the net made:
+# the same bounds, judged here with every other setting. A learning rate of 0 is refused too: the net would
+# be scored untrained under the learner's name, as with 0 training steps.
+_OPTIMISER_BOUNDS = {"lr": (AtLeast(0, strict=True),), "weight_decay": (AtLeast(0),), "momentum": (AtLeast(0),),
+                     "eps": (AtLeast(0),)}
 
 
 BUILT = ("dataset.source", "dataset.train_transform", "protocol.evaluator", "method.learner",

@@ -39,14 +39,18 @@ def _check(config: DictConfig, key: str) -> None:
     probe = OmegaConf.create(written)
     probe.results_dir = "results"
     folder_problem = _problem(probe, key)
-    advice = "an environment variable that may be unset needs a default: {}='${{oc.env:SCRATCH,results}}'"
+    advice = {"results_dir": "an environment variable that may be unset needs a default: "
+                             "results_dir='${oc.env:SCRATCH,results}'",
+              key: f"its default (a folder under results_dir) needs no override, and an environment variable "
+                   f"that may be unset needs a default: {key}='${{oc.env:SCRATCH,results}}/hydra'"}
     if results_problem is not None and folder_problem is not None:
         message = (f": results_dir is {results_dir!r} ({results_problem}) and {key} is {folder!r} "
-                   f"({folder_problem}). Give both a folder; " + advice.format("results_dir"))
+                   f"({folder_problem}). Give both a folder; " + advice["results_dir"] + "; for " + key + ", "
+                   + advice[key])
     else:
         culprit = "results_dir" if results_problem is not None else key
         message = (f" ({results_problem or folder_problem or problem}): {key} is {folder!r} and results_dir is "
-                   f"{results_dir!r}. Give {culprit} a folder; " + advice.format(culprit))
+                   f"{results_dir!r}. Give {culprit} a folder; " + advice[culprit])
     print(f"[failed] Hydra's output folder cannot be filled in{message}", file=sys.stderr)
     raise SystemExit(1) from None
 

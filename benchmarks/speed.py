@@ -101,7 +101,7 @@ def log(message: str) -> None:
 
 def clock(fn: Callable, device: torch.device):
     """(seconds, fn()) with the device synchronised before and after."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     sync()
     start = time.perf_counter()
     out = fn()

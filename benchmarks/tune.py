@@ -158,8 +158,9 @@ def check_space(plan: dict, method: str, space: dict[str, str]) -> None:
                 except Exception as exc:  # ours name the setting; Hydra's name a missing option (backbone=conv5)
                     cause = (str(exc) if isinstance(exc, ArgumentTypeError) else _missing_option(exc)
                              if isinstance(exc, MissingConfigException) else str(exc).splitlines()[0])
+                    sweep = _PARSER.parse_override(f"{key}={value}").value()
                     hint = (" (int(interval(a, b)) samples whole numbers)" if "whole number" in cause
-                            and isinstance(_PARSER.parse_override(f"{key}={value}").value(), IntervalSweep) else "")
+                            and isinstance(sweep, IntervalSweep) and isinstance(sweep.start, float) else "")
                     raise TuneError(f"{source}: {key}: {value} gives {shown}: {cause}{hint}") from None
 
 

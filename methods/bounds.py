@@ -1,14 +1,20 @@
 """Bounds on numeric parameters, written into their annotations.
 
-``n_way: Count`` says what the parameter takes (a whole number of at least 1) where the parameter is
-declared, so the runner's argument check (benchmarks/argument_types.py) refuses ``n_way=0`` or ``lr=-0.1``
-before the data set is read, and a suite's or a tuning plan's dry run refuses it without reading anything.
-At run time the annotation is the plain type (``typing.Annotated`` carries the bound as metadata).
+``n_way: TwoOrMore`` says what the parameter takes (a whole number of at least 2) where the parameter is
+declared, so the runner's argument check (benchmarks/argument_types.py) refuses ``n_way=1`` or
+``outlier_fraction=1.5`` before the data set is read, and a suite's or a tuning plan's dry run refuses it
+without reading anything. At run time the annotation is the plain type (``typing.Annotated`` carries the
+bounds as metadata). Each bound is the one the code needs: 1-way episodes score 1.0 whatever the learner,
+and a batch-normalised net cannot train on batches of one.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated
+
+
+def _shown(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
 
 
 @dataclass(frozen=True)
@@ -22,12 +28,29 @@ class AtLeast:
         return value > self.bound if self.strict else value >= self.bound
 
     def words(self) -> str:
-        bound = int(self.bound) if float(self.bound).is_integer() else self.bound
-        return f"above {bound}" if self.strict else f"of at least {bound}"
+        return f"above {_shown(self.bound)}" if self.strict else f"of at least {_shown(self.bound)}"
 
 
-Count = Annotated[int, AtLeast(1)]  # ways, shots, queries, episodes, batch sizes, dimensions
+@dataclass(frozen=True)
+class AtMost:
+    """The value is <= ``bound`` (``strict``: < ``bound``)."""
+
+    bound: float
+    strict: bool = False
+
+    def holds(self, value: float) -> bool:
+        return value < self.bound if self.strict else value <= self.bound
+
+    def words(self) -> str:
+        return f"below {_shown(self.bound)}" if self.strict else f"at most {_shown(self.bound)}"
+
+
+Count = Annotated[int, AtLeast(1)]  # shots, queries, episodes, dimensions, sizes
+TwoOrMore = Annotated[int, AtLeast(2)]  # ways (1-way episodes are always right), batches a batch norm trains on
 CountOrZero = Annotated[int, AtLeast(0)]  # bootstrap replicates (0: none), extra members
-Steps = CountOrZero  # training steps or solver iterations (0 only for an untrained baseline: runner's check)
-Positive = Annotated[float, AtLeast(0, strict=True)]  # learning rates, temperatures, scales, tolerances
-NonNegative = Annotated[float, AtLeast(0)]  # margins, weights of a loss term
+Steps = CountOrZero  # training steps or solver iterations (0 only for an untrained baseline: the runner's check)
+Positive = Annotated[float, AtLeast(0, strict=True)]  # temperatures, scales, margins, variance floors
+NonNegative = Annotated[float, AtLeast(0)]  # weights of a loss term, tolerances
+Fraction = Annotated[float, AtLeast(0), AtMost(1)]  # a share: polysemous concepts, LMNN's push weight
+FractionBelowOne = Annotated[float, AtLeast(0), AtMost(1, strict=True)]  # outliers (a set keeps an inlier)
+PositiveFraction = Annotated[float, AtLeast(0, strict=True), AtMost(1)]  # false accept rates

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from datasets.batches import balanced_batches
 from datasets.labeled import LabeledData
 from methods.base import EmbeddingLearner, FitReport, PrototypeScorer, RunContext, class_means
-from methods.bounds import Count, Positive, Steps
+from methods.bounds import Count, Positive, Steps, TwoOrMore
 from methods.training import optimise
 
 Sampler = Literal["shuffled", "balanced"]  # how minibatches are drawn (see the module docstring)
@@ -71,7 +71,7 @@ class CosineHead(nn.Module):
 class CosineClassifier(EmbeddingLearner):
     score_episodes = None  # its own adapt: the few-shot protocol scores its episodes one at a time
 
-    def __init__(self, backbone: nn.Module, optimizer: Callable, iterations: Steps, batch_size: Count = 64,
+    def __init__(self, backbone: nn.Module, optimizer: Callable, iterations: Steps, batch_size: TwoOrMore = 64,
                  sampler: Sampler = "shuffled", m_per_class: Count = 4, scale: Positive | None = None,
                  scale_class_threshold: Count = 200, learn_norms: bool = True) -> None:
         super().__init__()

@@ -53,7 +53,7 @@ from datasets.batches import balanced_batches
 from datasets.image_files import without_augmentation
 from datasets.labeled import LabeledData
 from methods.base import EmbeddingLearner, FitReport, RunContext
-from methods.bounds import Count, NonNegative, Positive, Steps
+from methods.bounds import Count, FractionBelowOne, Positive, Steps
 from methods.training import optimise
 
 
@@ -126,7 +126,7 @@ class DivideAndConquer(EmbeddingLearner):
 
     def __init__(self, backbone: nn.Module, optimizer: Callable, iterations: Steps, loss: nn.Module,
                  miner: nn.Module | None, subspaces: nn.Module, n_learners: Count = 4,
-                 embedding_dim: Count | None = 128, recluster_every: Positive = 2.0, final_stage: NonNegative = 0.2,
+                 embedding_dim: Count | None = 128, recluster_every: Positive = 2.0, final_stage: FractionBelowOne = 0.2,
                  hierarchical: bool = False, m_per_class: Count = 8, classes_per_batch: Count = 16) -> None:
         super().__init__()
         if n_learners < 1:

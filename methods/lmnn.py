@@ -61,7 +61,7 @@ from torch import Tensor, nn
 
 from datasets.labeled import LabeledData
 from methods.base import FitReport, RunContext
-from methods.bounds import Count, NonNegative, Positive, Steps
+from methods.bounds import Count, Fraction, NonNegative, Positive, Steps
 from methods.frozen import WIDE_RAW_INPUT, LinearMetricOnFeatures
 from methods.training import NonFiniteLossError, optimise
 
@@ -296,7 +296,7 @@ class _LBFGS:
 
 
 class LMNN(LinearMetricOnFeatures):
-    def __init__(self, optimizer: Callable, iterations: Steps, k: Count = 3, mu: NonNegative = 0.5,
+    def __init__(self, optimizer: Callable, iterations: Steps, k: Count = 3, mu: Fraction = 0.5,
                  margin: Positive = 1.0, out_features: Count | None = None, anchors_per_step: Count = 2048,
                  max_triples: Count = 30_000_000, impostor_pool: Count = 4096, tol: NonNegative = 1e-3,
                  slack: NonNegative = 0.1, search_every: Count = 10, history: Count = 10,

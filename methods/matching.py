@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from datasets.episodes import check_episode_shape
 from datasets.labeled import LabeledData
 from methods.base import EmbeddingLearner, FitReport, RunContext
-from methods.bounds import Count, Positive, Steps
+from methods.bounds import Count, Positive, Steps, TwoOrMore
 from methods.episodic import fit_episodic
 
 
@@ -131,7 +131,7 @@ class ConceptMatchScorer:
 class MatchingNetwork(EmbeddingLearner):
     score_episodes = None  # its own adapt: the few-shot protocol scores its episodes one at a time
 
-    def __init__(self, backbone: nn.Module, optimizer: Callable, iterations: Steps, n_way: Count = 5,
+    def __init__(self, backbone: nn.Module, optimizer: Callable, iterations: Steps, n_way: TwoOrMore = 5,
                  k_shot: Count = 5, n_query: Count = 5, fce: bool = False, fce_steps: Count | None = None,
                  feature_dim: Count | None = None, scale: Positive = 1.0) -> None:
         super().__init__()

@@ -14,13 +14,13 @@ from torch import nn
 from datasets.episodes import check_episode_shape
 from datasets.labeled import LabeledData
 from methods.base import EmbeddingLearner, FitReport, RunContext, class_means, similarity
-from methods.bounds import Count, Steps
+from methods.bounds import Count, Steps, TwoOrMore
 from methods.episodic import fit_episodic
 
 
 class PrototypicalNetwork(EmbeddingLearner):
     def __init__(self, backbone: nn.Module, optimizer: Callable, iterations: Steps,
-                 n_way: Count = 5, k_shot: Count = 5, n_query: Count = 5) -> None:
+                 n_way: TwoOrMore = 5, k_shot: Count = 5, n_query: Count = 5) -> None:
         super().__init__()
         self.encoder = backbone
         self.optimizer = optimizer

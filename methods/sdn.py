@@ -66,7 +66,7 @@ from tqdm.auto import tqdm
 
 from datasets.labeled import LabeledData
 from methods.base import EmbeddingLearner, FitReport, RunContext
-from methods.bounds import Count, CountOrZero, NonNegative, Steps
+from methods.bounds import Count, CountOrZero, NonNegative, Positive, Steps, TwoOrMore
 from methods.made import MADE
 from methods.set_codes import SetEncoder
 from methods.training import NonFiniteLossError, build_optimizer
@@ -225,8 +225,8 @@ class SetDistributionNetwork(EmbeddingLearner):
 
     def __init__(self, backbone: nn.Module, optimizer: Callable, iterations: Steps,
                  bits: Count = 64, noise_dim: Count = 32, hidden: Count = 256, latent: Count = 32,
-                 sets_per_step: Count = 8, set_sizes: Sequence[Count] = (1, 2, 4, 8),
-                 extra_members: CountOrZero = 4, fakes_per_set: Count = 4, margin: NonNegative = 1.0,
+                 sets_per_step: TwoOrMore = 8, set_sizes: Sequence[Count] = (1, 2, 4, 8),
+                 extra_members: CountOrZero = 4, fakes_per_set: Count = 4, margin: Positive = 1.0,
                  mismatch_weight: NonNegative = 1.0, pull_away_weight: NonNegative = 0.1,
                  mode_seeking_weight: NonNegative = 1.0, mode_seeking_space: ModeSeekingSpace = "latent",
                  prior_hidden: Sequence[Count] = (256, 256), prior_steps: Steps = 200) -> None:

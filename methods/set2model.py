@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from datasets.concepts import ConceptSampler
 from datasets.labeled import LabeledData
 from methods.base import EmbeddingLearner, FitReport, RunContext
-from methods.bounds import Count, NonNegative, Steps
+from methods.bounds import Count, Fraction, FractionBelowOne, Steps
 from methods.training import optimise
 
 
@@ -106,7 +106,7 @@ class Set2Model(EmbeddingLearner):
 
     def __init__(self, backbone: nn.Module, optimizer: Callable, iterations: Steps, set_model: Any,
                  embedding_dim: Count = 128, problems_per_step: Count = 2, set_size: Count = 20,
-                 outlier_fraction: NonNegative = 0.25, polysemous_fraction: NonNegative = 0.25,
+                 outlier_fraction: FractionBelowOne = 0.25, polysemous_fraction: Fraction = 0.25,
                  n_positives: Count = 10, n_negatives: Count = 30, bins: Count = 100) -> None:
         super().__init__()
         features = getattr(backbone, "out_features", None)

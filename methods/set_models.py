@@ -39,7 +39,7 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
-from methods.bounds import Count, NonNegative, Positive, Steps
+from methods.bounds import Count, NonNegative, Positive
 
 Gradient = Literal["implicit", "unrolled"]  # how a GMM fit is differentiated in its set
 
@@ -200,7 +200,7 @@ class DiagonalGMM:
     name = "gmm"
     GRADIENTS = get_args(Gradient)
 
-    def __init__(self, n_components: Count = 2, variance_floor: Positive = 1e-3, iterations: Steps = 100,
+    def __init__(self, n_components: Count = 2, variance_floor: Positive = 1e-3, iterations: Count = 100,
                  tol: NonNegative = 1e-6, gradient: Gradient = "implicit") -> None:
         if n_components < 1:
             raise ValueError(f"n_components must be at least 1, got {n_components}")

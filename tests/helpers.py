@@ -10,6 +10,7 @@ import torch
 
 from datasets.labeled import LabeledData
 from datasets.sklearn_sources import digits
+from methods.protonet import PrototypicalNetwork
 
 
 def nan_digits() -> LabeledData:
@@ -18,6 +19,13 @@ def nan_digits() -> LabeledData:
     x = data.x.clone()
     x[::7, 5] = float("nan")
     return data.with_inputs(x)
+
+
+class BrokenPrototypicalNetwork(PrototypicalNetwork):
+    """Prototypical networks with a bug inside ``fit``: an error that is no input's fault."""
+
+    def fit(self, train, ctx):
+        return {}["a key fit expects"]
 
 
 def blobs(n_classes: int = 6, per_class: int = 30, dim: int = 8, seed: int = 0, spread: float = 4.0) -> LabeledData:

@@ -12,8 +12,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from benchmarks.argument_types import ArgumentTypeError, check_arguments, check_run_arguments
-from benchmarks.run import execute
-from methods.bounds import Count, CountOrZero, NonNegative, Positive
+from benchmarks.run import check_run_settings, execute
+from methods.bounds import (Count, CountOrZero, Fraction, FractionBelowOne, NonNegative, Positive,
+                            PositiveFraction, TwoOrMore)
 
 
 def toy(count: int, rate: float = 0.1, name: str = "a", flag: bool = False, limit: Optional[int] = None,
@@ -94,13 +95,15 @@ def test_a_setting_of_the_wrong_kind_is_named_with_the_kind_it_takes(settings, n
 
 
 def bounded(count: Count = 1, rate: Positive = 0.1, floor: NonNegative = 0.0, sizes: Sequence[Count] = (1,),
-            limit: Count | None = None, repeats: CountOrZero = 0):
+            limit: Count | None = None, repeats: CountOrZero = 0, share: Fraction = 0.5,
+            outliers: FractionBelowOne = 0.0, far: PositiveFraction = 0.01, ways: TwoOrMore = 5):
     return count
 
 
 @pytest.mark.parametrize("settings", [
     {}, {"count": 1}, {"count": 7}, {"rate": 1e-9}, {"rate": 3}, {"floor": 0}, {"floor": 0.0}, {"floor": 2.5},
-    {"sizes": [1, 2, 8]}, {"sizes": []}, {"limit": None}, {"limit": 1}, {"repeats": 0},
+    {"sizes": [1, 2, 8]}, {"sizes": []}, {"limit": None}, {"limit": 1}, {"repeats": 0}, {"share": 0},
+    {"share": 1}, {"share": 0.3}, {"outliers": 0.0}, {"outliers": 0.99}, {"far": 1}, {"far": 1e-6}, {"ways": 2},
 ])
 def test_values_within_their_bounds_pass(settings):
     check_arguments(OmegaConf.create({"_target_": f"{__name__}.bounded"} | settings))
@@ -117,6 +120,12 @@ def test_values_within_their_bounds_pass(settings):
     ({"sizes": [1, 0]}, "sizes is the list [1, 0], but bounded's sizes takes a list of whole numbers of at least 1"),
     ({"limit": 0}, "limit is 0, but bounded's limit takes a whole number of at least 1 or null"),
     ({"repeats": -1}, "repeats is -1, but bounded's repeats takes a whole number of at least 0"),
+    ({"share": 1.5}, "share is 1.5, but bounded's share takes a number of at least 0 and at most 1"),
+    ({"share": -0.1}, "share is -0.1, but bounded's share takes a number of at least 0 and at most 1"),
+    ({"outliers": 1}, "outliers is 1, but bounded's outliers takes a number of at least 0 and below 1"),
+    ({"far": 0}, "far is 0, but bounded's far takes a number above 0 and at most 1"),
+    ({"far": 1.01}, "far is 1.01, but bounded's far takes a number above 0 and at most 1"),
+    ({"ways": 1}, "ways is 1, but bounded's ways takes a whole number of at least 2"),
 ])
 def test_a_value_out_of_its_bounds_is_named_with_the_bound(settings, needle):
     with pytest.raises(ArgumentTypeError) as info:
@@ -138,8 +147,8 @@ def test_every_refused_setting_is_named_at_once(compose_cfg, tmp_path):
         "  - precision is 'fp16', but it takes one of 'fp32', 'bf16'",
         "  - device is 'gpu', but the suite runs on device=auto (a GPU when one is visible), device=cpu, device=cuda "
         "or device=cuda:N",
-        "  - method.learner.n_way is 'abc', but PrototypicalNetwork's n_way takes a whole number of at least 1",
-        "  - method.learner.optimizer.lr is 'fast', but Adam's lr takes a number",
+        "  - method.learner.n_way is 'abc', but PrototypicalNetwork's n_way takes a whole number of at least 2",
+        "  - method.learner.optimizer.lr is 'fast', but Adam's lr takes a number above 0",
         "  - method.learner.kshot is not a setting of PrototypicalNetwork (it takes: backbone, optimizer, iterations, "
         "n_way, k_shot, n_query); check the spelling, or drop it (~method.learner.kshot on the command line for one "
         "the yaml sets)",
@@ -252,7 +261,7 @@ def test_a_wrong_setting_is_refused_before_the_data_set_is_read(compose_cfg, tmp
     (["device=mps"], ArgumentTypeError, "device is 'mps', but the suite runs on device=auto"),  # torch knows it
     # bounds in the annotations (methods/bounds.py): refused here, not once the episodes are drawn or training runs
     (["method=protonet", "method.learner.n_way=0"], ArgumentTypeError,
-     "method.learner.n_way is 0, but PrototypicalNetwork's n_way takes a whole number of at least 1"),
+     "method.learner.n_way is 0, but PrototypicalNetwork's n_way takes a whole number of at least 2"),
     (["protocol=fewshot", "protocol.evaluator.shots=[1,0]"], ArgumentTypeError,
      "protocol.evaluator.shots is the list [1, 0], but FewShotProtocol's shots takes a list of whole numbers of at "
      "least 1"),
@@ -261,9 +270,23 @@ def test_a_wrong_setting_is_refused_before_the_data_set_is_read(compose_cfg, tmp
     (["method=sdn", "method.learner.set_sizes=[1,-2]"], ArgumentTypeError,
      "method.learner.set_sizes is the list [1, -2], but SetDistributionNetwork's set_sizes takes a list of whole "
      "numbers of at least 1"),
-    (["protocol=verification", "protocol.evaluator.fars=[0.01,0]"], ArgumentTypeError,
-     "protocol.evaluator.fars is the list [0.01, 0], but VerificationProtocol's fars takes a list of numbers above "
-     "0"),
+    (["protocol=verification", "protocol.evaluator.fars=[0.01,2.0]"], ArgumentTypeError,
+     "protocol.evaluator.fars is the list [0.01, 2.0], but VerificationProtocol's fars takes a list of numbers above "
+     "0 and at most 1"),
+    (["method=protonet", "method.learner.n_way=1"], ArgumentTypeError,  # 1-way episodes: nothing to learn
+     "method.learner.n_way is 1, but PrototypicalNetwork's n_way takes a whole number of at least 2"),
+    (["method=set2model", "method.learner.outlier_fraction=1.0"], ArgumentTypeError,
+     "method.learner.outlier_fraction is 1.0, but Set2Model's outlier_fraction takes a number of at least 0 and "
+     "below 1"),
+    (["method=lmnn", "method.learner.mu=3"], ArgumentTypeError,
+     "method.learner.mu is 3, but LMNN's mu takes a number of at least 0 and at most 1"),
+    (["method=protonet", "method.learner.optimizer.lr=-0.1"], ArgumentTypeError,  # torch's, refused when built
+     "method.learner.optimizer.lr is -0.1, but Adam's lr takes a number above 0"),
+    (["method=triplet", "method.learner.optimizer.lr=0"], ArgumentTypeError,  # an untrained net, under its name
+     "method.learner.optimizer.lr is 0, but Adam's lr takes a number above 0"),
+    (["method=protonet", "+method.learner.optimizer.betas=[2.0,0.999]"], ArgumentTypeError,
+     "method.learner.optimizer.betas is the list [2.0, 0.999], but Adam's betas takes a list of numbers of at least 0 "
+     "and below 1"),
 ])
 def test_a_choice_is_refused_before_the_data_set_is_read(compose_cfg, tmp_path, overrides, error, needle):
     """Choices the learner, its backbone or the run context would refuse only once built (after the data set is
@@ -290,7 +313,7 @@ def test_no_shipped_config_is_refused():
     assert len(choices) > 60
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         for overrides in choices:
-            check_run_arguments(compose(config_name="config", overrides=overrides))
+            check_run_settings(compose(config_name="config", overrides=overrides))  # kinds, bounds and the budget
 
 
 @pytest.mark.parametrize("overrides,message", [

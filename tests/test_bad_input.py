@@ -104,13 +104,15 @@ def test_a_reference_that_cannot_be_filled_in_names_the_setting_and_what_to_give
 
 
 def test_a_failure_inside_training_keeps_the_traceback(tmp_path):
-    """An error raised inside fitting (here torch's optimizer refusing a negative rate) may be a bug: Hydra's
-    report with the traceback stays, so that one sees where it came from."""
-    done = _cli("dataset=digits", "method=protonet", "protocol=fewshot", "method.learner.optimizer.lr=-1",
-                "budget.iterations=2", "budget.episodes=5", f"results_dir={tmp_path / 'results'}",
-                f"run_dir={tmp_path}")
+    """An error raised inside fitting (here a learner's bug: tests/helpers.py) may be a bug: Hydra's report
+    with the traceback stays, so that one sees where it came from."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.run", "dataset=digits", "method=protonet",
+                           "protocol=fewshot", "method.learner._target_=helpers.BrokenPrototypicalNetwork",
+                           "budget.episodes=5", f"results_dir={tmp_path / 'results'}", f"run_dir={tmp_path}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}"))
     assert done.returncode == 1
-    assert "Traceback" in done.stderr
+    assert "Traceback" in done.stderr and "KeyError: 'a key fit expects'" in done.stderr
     assert json.loads((tmp_path / "record.json").read_text())["error"]["phase"] == "fit"
 
 

@@ -160,6 +160,18 @@ def test_newton_step_skips_only_lengths_that_cannot_win(monkeypatch, scale):
     assert evaluated < every
 
 
+def test_a_length_is_skipped_only_when_its_bound_clears_the_best_by_the_margin():
+    """The skip rule itself: the bound g(a) + sum(terms) must exceed the best g by more than 1e-9 of the size of
+    the numbers summed; at or within that margin the length is evaluated."""
+    from methods.mmc import _cannot_lower
+    terms = torch.tensor([3.0, -1.0], dtype=torch.float64)  # bound = 100 + 2, size = 100 + 4
+    assert _cannot_lower(terms, before=100.0, best_value=100.0)
+    assert _cannot_lower(terms, before=100.0, best_value=102.0 - 2e-7)  # clears by 2e-7 > 1.04e-7
+    assert not _cannot_lower(terms, before=100.0, best_value=102.0 - 5e-8)  # within the margin: evaluate
+    assert not _cannot_lower(terms, before=100.0, best_value=102.0)
+    assert not _cannot_lower(-terms, before=100.0, best_value=100.0)  # the bound allows a lower g
+
+
 def test_the_bound_is_not_used_where_g_has_no_slope():
     """A pair whose differences all lie on zero weights is at distance 0: sqrt has no finite slope there, so
     the gradient's bound does not hold and every length is evaluated."""

@@ -122,7 +122,13 @@ def test_bad_plans_and_search_spaces_are_refused(tmp_path):
      "Adam's lr takes a number"),
     ({"method.learner.n_way": "range(0, 3)"},  # a bound in the annotation (methods/bounds.py): no data read
      "method.learner.n_way: range(0, 3) gives 0: method.learner.n_way is 0, but PrototypicalNetwork's n_way takes a "
-     "whole number of at least 1"),
+     "whole number of at least 2"),
+    ({"method.learner.k_shot": "int(interval(0, 10))"},  # already whole numbers: no hint to make them so
+     "method.learner.k_shot: int(interval(0, 10)) gives 0: method.learner.k_shot is 0, but PrototypicalNetwork's "
+     "k_shot takes a whole number of at least 1"),
+    ({"method.learner.optimizer.lr": "interval(-0.01, 0.01)"},  # torch's bound on lr, judged as ours are
+     "method.learner.optimizer.lr: interval(-0.01, 0.01) gives -0.01: method.learner.optimizer.lr is -0.01, but "
+     "Adam's lr takes a number above 0"),
     ({"method.learner.k_shot": "choice(1, 5)", "method.learner.n_way": "range(2, 6)"}, None),
     ({"method.learner.k_shot": "int(interval(1, 10))"}, None),
 ])
@@ -134,6 +140,7 @@ def test_each_value_a_search_space_spans_is_checked_against_the_setting_it_fills
     with pytest.raises(TuneError) as info:
         check_space(plan, "protonet", space)
     assert needle in str(info.value)
+    assert ("samples whole numbers" in str(info.value)) == ("samples whole numbers" in needle)  # only where it helps
 
 
 def test_a_space_given_in_the_plan_is_named_as_the_plan_s():
@@ -188,12 +195,12 @@ def test_the_shipped_plan_is_valid():
 def test_a_failing_trial_fails_alone_and_the_search_goes_on(tmp_path):
     results = tmp_path / "results"
     plan = _plan(tmp_path, methods=["triplet"], n_trials=4,
-                 spaces={"triplet": {"method.learner.optimizer.lr": "choice(0.001, -1.0)"}})
+                 spaces={"triplet": {"method.learner.optimizer.lr": "choice(0.001, 1e30)"}})  # 1e30 diverges
     done = _tune(plan, results)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     trials, _ = load_records(results / "runs" / "tiny_tune@validation" / "triplet")
     statuses = {r["config"]["method"]["learner"]["optimizer"]["lr"]: r["status"] for r in trials}
-    assert statuses == {0.001: "ok", -1.0: "failed"}  # both values were tried; the bad one failed alone
+    assert statuses == {0.001: "ok", 1e30: "failed"}  # both values were tried; the bad one failed alone
     chosen = yaml.safe_load((results / "tiny_tune" / "chosen.yaml").read_text())["methods"]
     assert chosen["triplet"]["best_params"] == {"method.learner.optimizer.lr": 0.001}
 

@@ -18,7 +18,7 @@ from datasets.episodes import check_episode_shape, sample_episodes
 from datasets.image_files import take
 from datasets.splits import ClassDisjointSplit, Split
 from methods.base import Learner, RunContext, embed_all
-from methods.bounds import Count
+from methods.bounds import Count, TwoOrMore
 
 
 def metric_name(n_way: int, k_shot: int) -> str:
@@ -27,7 +27,7 @@ def metric_name(n_way: int, k_shot: int) -> str:
 
 @dataclass
 class FewShotProtocol:
-    n_way: Count = 5
+    n_way: TwoOrMore = 5
     shots: tuple[Count, ...] = (1, 5)
     n_query: Count = 15
     n_episodes: Count = 600

@@ -44,7 +44,7 @@ from benchmarks.stats import Metric, mean_ci, single
 from datasets.image_files import take
 from datasets.splits import ClassDisjointSplit, Split
 from methods.base import Learner, RunContext, embed_all, similarity
-from methods.bounds import Count, CountOrZero, Positive
+from methods.bounds import Count, CountOrZero, PositiveFraction, TwoOrMore
 
 KINDS = ("real", "reconstructed", "sampled")
 
@@ -73,10 +73,10 @@ def per_set_auc(scores: Tensor, same: Tensor) -> np.ndarray:
 class SetGenerationProtocol:
     set_sizes: tuple[Count, ...] = (1, 2, 4, 8)
     sets_per_class: Count = 10
-    per_set: Count = 8
+    per_set: TwoOrMore = 8
     gallery_per_class: Count = 20
     grid_sets: Count = 6
-    far: Positive = 1e-2
+    far: PositiveFraction = 1e-2
     bootstrap: CountOrZero = 200
     split: Any = field(default_factory=ClassDisjointSplit)
     judge: Any = None  # the fitted reference learner; the runner sets it from ``protocol.judge``

@@ -38,7 +38,7 @@ from datasets.concepts import check_concept_shape, concept_sets
 from datasets.image_files import take
 from datasets.splits import ClassDisjointSplit, Split
 from methods.base import Learner, RunContext, embed_all
-from methods.bounds import Count, NonNegative
+from methods.bounds import Count, FractionBelowOne
 
 
 def average_precision(scores: Tensor, relevant: Tensor) -> float:
@@ -90,7 +90,7 @@ def metric_name(outlier_fraction: float, polysemous: bool) -> str:
 @dataclass
 class SetRetrievalProtocol:
     set_size: Count = 20
-    outlier_fractions: tuple[NonNegative, ...] = (0.0, 0.25, 0.5)
+    outlier_fractions: tuple[FractionBelowOne, ...] = (0.0, 0.25, 0.5)
     polysemous: bool = True
     repeats: Count = 10
     max_per_class: Count | None = 1000

@@ -20,7 +20,7 @@ from benchmarks.stats import Metric, single
 from datasets.image_files import take
 from datasets.splits import ClassDisjointSplit, Split
 from methods.base import Learner, RunContext, embed_all, similarity
-from methods.bounds import Count, CountOrZero, Positive
+from methods.bounds import Count, CountOrZero, PositiveFraction
 
 
 def far_name(far: float) -> str:
@@ -30,7 +30,7 @@ def far_name(far: float) -> str:
 @dataclass
 class VerificationProtocol:
     max_per_class: Count | None = 100
-    fars: tuple[Positive, ...] = (1e-2, 1e-3)
+    fars: tuple[PositiveFraction, ...] = (1e-2, 1e-3)
     split: Any = field(default_factory=ClassDisjointSplit)
     bootstrap: CountOrZero = 200  # replicates of the bootstrap over held-out classes; 0: no interval
     name: str = "verification"
