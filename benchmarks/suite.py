@@ -135,6 +135,22 @@ def check_member(member: dict, overrides: list[str], conf: Path = CONF) -> dict:
     return {"experiment": experiment, "study": study, "runs": runs, "keys": keys}
 
 
+def check_members(members: list[dict], overrides: list[str], conf: Path = CONF) -> list[dict]:
+    """``check_member`` for each member, with its overrides kept; every member refused is named in one
+    SuiteError, so one dry run shows all there is to fix."""
+    plan, refused = [], []
+    for member in members:
+        try:
+            plan.append(check_member(member, overrides, conf) | {"overrides": member["overrides"]})
+        except SuiteError as exc:
+            refused.append(str(exc))
+    if len(refused) == 1:
+        raise SuiteError(refused[0])
+    if refused:
+        raise SuiteError(f"{len(refused)} leaderboard members are refused:\n" + "\n".join(f"- {r}" for r in refused))
+    return plan
+
+
 def clashes(plan: list[dict]) -> list[str]:
     """(dataset, protocol, method, seed) runs that two members would both hold (their merged table would
     average them together), as 'name (member a and member b)'."""
@@ -190,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         suite = load_suite(args.name)
         name = suite["name"]
-        plan = [check_member(m, overrides) | {"overrides": m["overrides"]} for m in suite["studies"]]
+        plan = check_members(suite["studies"], overrides)
     except SuiteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ import yaml
 
 from benchmarks.records import read_record, write_json_atomic
 from benchmarks.report import MergeError, build
-from benchmarks.suite import SuiteError, check_member, load_suite
+from benchmarks.suite import SuiteError, check_member, check_members, load_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 QUIET = ["hydra/job_logging=none", "hydra/hydra_logging=none"]
@@ -84,6 +84,22 @@ def test_a_bad_member_fails_before_anything_runs(tmp_path):
         done = _run_suite(_suite(tmp_path, members), results)
         assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
         assert not (results / "runs").exists()  # nothing ran
+
+
+def test_every_refused_member_is_named_at_once():
+    """A leaderboard with several bad members names them all in one refusal; a good one among them is not named."""
+    members = [{"experiment": "smoke_digits", "overrides": ["method=protonet", "protocol=fewshot", "seed=0",
+                                                             "method.learner.n_way=1"]},
+               {"experiment": "smoke_digits", "overrides": ["method=raw", "protocol=knn", "seed=0"]},
+               {"experiment": "no_such_preset", "overrides": []}]
+    with pytest.raises(SuiteError) as info:
+        check_members(members, [])
+    lines = str(info.value).splitlines()
+    assert lines[0] == "2 leaderboard members are refused:" and len(lines) == 3
+    assert "experiment=smoke_digits: method.learner.n_way is 1, but PrototypicalNetwork's n_way takes a whole " \
+           "number of at least 2" in lines[1]
+    assert "experiment=no_such_preset: conf/experiment/no_such_preset.yaml does not exist" in lines[2]
+    assert len(check_members(members[1:2], [])) == 1
 
 
 def test_load_suite_names_the_known_leaderboards():
