@@ -441,7 +441,10 @@ def fit_judge(cfg: DictConfig, split: Split, device, record: dict):
             judge.check(split.train)
         entry = record["judge"] = {"method": cfg.protocol.judge.name, "seed": ctx.seed}  # filled in place
         train = fit_data(split.train, cfg, seed=ctx.seed)  # augmented (if at all) as the judge's own run would be
-        return fit_or_load(cfg, judge, split, train, ctx, entry, method="protocol.judge")
+        try:
+            return fit_or_load(cfg, judge, split, train, ctx, entry, method="protocol.judge")
+        except NonFiniteLossError as exc:  # the learning rate to lower is the judge's
+            raise exc.naming("protocol.judge.learner") from exc
 
 
 def _fit_throughput(record: dict) -> None:

@@ -12,7 +12,13 @@ from methods.base import FitReport, RunContext
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the run stops and its record says failed."""
+    """The training loss became NaN or infinite; the run stops and its record says failed. Its message names
+    the learning rate to lower as the learner's, ``method.learner.optimizer.lr``; the runner, which knows where
+    the learner's settings are, gives it again with ``naming`` (a set-generation judge's are under
+    ``protocol.judge.learner``)."""
+
+    def naming(self, node: str) -> "NonFiniteLossError":
+        return NonFiniteLossError(str(self).replace("method.learner.", f"{node}."))
 
 
 def build_optimizer(optimizer: Callable[..., torch.optim.Optimizer],

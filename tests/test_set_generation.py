@@ -205,9 +205,10 @@ def test_a_judge_that_cannot_train_on_the_split_fails_in_the_checks(compose_cfg,
 def test_a_failure_while_the_judge_trains_is_a_training_failure(compose_cfg, tmp_path):
     """Fitting the judge is training: an error there keeps the phase "fit" (and with it the traceback on the
     command line), not the "checks" of a bad input."""
-    with pytest.raises(ValueError, match="learning rate"):
-        execute(compose_cfg("method=sdn", "protocol=set_generation", "protocol.judge.learner.optimizer.lr=-1",
-                            "study=judgefails", *TINY))
+    from methods.training import NonFiniteLossError
+    with pytest.raises(NonFiniteLossError, match=r"Lower the learning rate \(protocol\.judge\.learner\.optimizer\.lr="):
+        execute(compose_cfg("method=sdn", "protocol=set_generation", "protocol.judge.learner.optimizer.lr=1e30",
+                            "study=judgefails", *TINY))  # the judge's training diverges: its own lr is named
     record = json.loads(next((tmp_path / "results" / "runs" / "judgefails").rglob("record.json")).read_text())
     assert record["error"]["phase"] == "fit" and "Traceback" in record["error"]["traceback"]
     # the failed record names the judge it was fitting and the judge's fit-cache key (where its lock is)
