@@ -247,7 +247,8 @@ def _parameters(target) -> tuple[dict, bool] | None:
             kinds = named.get(name)
             if kinds:
                 numbers = [k for k in kinds if k in (int, float)]
-                named[name] = [_Bounded(numbers, bounds), *(k for k in kinds if k not in numbers)]
+                if numbers:  # Adafactor's eps is a pair: not a number to bound here
+                    named[name] = [_Bounded(numbers, bounds), *(k for k in kinds if k not in numbers)]
         if named.get("betas"):  # Adam's: each in [0, 1)
             named["betas"] = [_List([_Bounded([float], (AtLeast(0), AtMost(1, strict=True)))])]
     return named, open_ended

@@ -284,6 +284,9 @@ def test_a_wrong_setting_is_refused_before_the_data_set_is_read(compose_cfg, tmp
      "method.learner.optimizer.lr is -0.1, but Adam's lr takes a number above 0"),
     (["method=triplet", "method.learner.optimizer.lr=0"], ArgumentTypeError,  # an untrained net, under its name
      "method.learner.optimizer.lr is 0, but Adam's lr takes a number above 0"),
+    (["method=protonet", "method.learner.optimizer._target_=torch.optim.Adafactor", "+method.learner.optimizer.eps=-1"],
+     ArgumentTypeError,  # an eps that is not a number (Adafactor's pair) keeps its own kinds, unbounded
+     "method.learner.optimizer.eps is -1, but Adafactor's eps takes a list of numbers or nulls"),
     (["method=protonet", "+method.learner.optimizer.betas=[2.0,0.999]"], ArgumentTypeError,
      "method.learner.optimizer.betas is the list [2.0, 0.999], but Adam's betas takes a list of numbers of at least 0 "
      "and below 1"),
