@@ -8,9 +8,9 @@ setting with the annotation of the parameter it fills and names the setting the 
 
 Judged: int, float, bool, str, Literal, lists (``Sequence``, ``Iterable``, ``list``, ``tuple``; their items too
 where those are of the kinds above), groups (``dict``, ``Mapping``), and unions of these with None; a tensor in a
-union is dropped (a config cannot hold one: torch's ``lr: float | Tensor``). Bounds written into an
-annotation (``n_way: Count``: methods/bounds.py) are judged too, so ``n_way=0`` is refused
-here rather than once the episodes are drawn. A parameter with no annotation (as
+union is dropped (a config cannot hold one: torch's ``lr: float | Tensor``). Bounds written into an annotation
+(``n_way: TwoOrMore``: methods/bounds.py) are judged too, so ``n_way=1`` is refused here rather than once the
+episodes are drawn; torch's optimisers get theirs from ``_OPTIMISER_BOUNDS``. A parameter with no annotation (as
 in pytorch-metric-learning) is judged by the kind of its default. A class whose constructor passes ``**kwargs``
 on to its parents takes their parameters too (a loss's ``distance`` and ``reducer``, a distance's ``power``).
 Annotations of any other kind (a module, a callable) are not judged. Every setting refused under a run's nodes
@@ -104,7 +104,8 @@ def _from_default(default) -> list | None:
 def _fits(value, members: list) -> bool:
     for member in members:
         if isinstance(member, _Bounded):
-            if _fits(value, member.kinds) and not isinstance(value, bool) and all(b.holds(value) for b in member.bounds):
+            within = not isinstance(value, bool) and _fits(value, member.kinds)
+            if within and all(b.holds(value) for b in member.bounds):
                 return True
         elif isinstance(member, _List):
             if isinstance(value, ListConfig) and (member.items is None or all(_fits(v, member.items) for v in value)):

@@ -42,7 +42,8 @@ def _check(config: DictConfig, key: str) -> None:
     advice = {"results_dir": "an environment variable that may be unset needs a default: "
                              "results_dir='${oc.env:SCRATCH,results}'",
               key: f"its default (a folder under results_dir) needs no override, and an environment variable "
-                   f"that may be unset needs a default: {key}='${{oc.env:SCRATCH,results}}/hydra/${{now:%Y-%m-%d_%H-%M-%S}}'"}
+                   f"that may be unset needs a default: "
+                   f"{key}='${{oc.env:SCRATCH,results}}/hydra/${{now:%Y-%m-%d_%H-%M-%S}}'"}
     if results_problem is not None and folder_problem is not None:
         message = (f": results_dir is {results_dir!r} ({results_problem}) and {key} is {folder!r} "
                    f"({folder_problem}). Give both a folder; " + advice["results_dir"] + "; for " + key + ", "

@@ -126,7 +126,8 @@ class DivideAndConquer(EmbeddingLearner):
 
     def __init__(self, backbone: nn.Module, optimizer: Callable, iterations: Steps, loss: nn.Module,
                  miner: nn.Module | None, subspaces: nn.Module, n_learners: Count = 4,
-                 embedding_dim: Count | None = 128, recluster_every: Positive = 2.0, final_stage: FractionBelowOne = 0.2,
+                 embedding_dim: Count | None = 128, recluster_every: Positive = 2.0,
+                 final_stage: FractionBelowOne = 0.2,
                  hierarchical: bool = False, m_per_class: Count = 8, classes_per_batch: Count = 16) -> None:
         super().__init__()
         if n_learners < 1:

@@ -136,8 +136,8 @@ def test_newton_step_skips_only_lengths_that_cannot_win(monkeypatch, scale):
     import methods.mmc as mmc
     gen = torch.Generator().manual_seed(7)
     y = torch.arange(4).repeat_interleave(12)
-    x = scale * (torch.randn(48, 6, generator=gen, dtype=torch.float64) + y[:, None] * torch.tensor([1.0, 0, 0, 0, 0, 0.5],
-                                                                                              dtype=torch.float64))
+    shift = torch.tensor([1.0, 0, 0, 0, 0, 0.5], dtype=torch.float64)
+    x = scale * (torch.randn(48, 6, generator=gen, dtype=torch.float64) + y[:, None] * shift)
     similar, dissimilar = label_pairs(y, None, torch.Generator())
     s, q = diag_terms(x, similar, dissimilar)
     calls = {"n": 0}
