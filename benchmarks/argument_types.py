@@ -46,8 +46,10 @@ class ArgumentTypeError(ValueError):
 
 
 class _List(typing.NamedTuple):
-    """A list, with the kinds its items take (None: not judged)."""
+    """A list, with the kinds its items take (None: not judged) and, for a fixed-size tuple such as Adam's
+    ``betas: tuple[float, float]``, how many items it holds (None: any number)."""
     items: list | None
+    length: int | None = None
 
 
 class _Bounded(typing.NamedTuple):
@@ -78,6 +80,7 @@ def _members(annotation) -> list | None:
         return out or None
     if annotation in _LISTS or origin in _LISTS:
         args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+        fixed = origin is tuple and args and Ellipsis not in typing.get_args(annotation)  # tuple[float, float]
         items: list | None = []
         for arg in args:
             inner = _members(arg)
@@ -85,7 +88,7 @@ def _members(annotation) -> list | None:
                 items = None
                 break
             items += inner
-        return [_List(items or None)]
+        return [_List(items or None, len(args) if fixed else None)]
     if annotation in _GROUPS or origin in _GROUPS:
         return [dict]
     return [annotation] if annotation in _SCALARS else None
@@ -108,7 +111,8 @@ def _fits(value, members: list) -> bool:
             if within and all(b.holds(value) for b in member.bounds):
                 return True
         elif isinstance(member, _List):
-            if isinstance(value, ListConfig) and (member.items is None or all(_fits(v, member.items) for v in value)):
+            if isinstance(value, ListConfig) and (member.length is None or len(value) == member.length) \
+                    and (member.items is None or all(_fits(v, member.items) for v in value)):
                 return True
         elif isinstance(member, tuple):
             if any(value == v and type(value) is type(v) for v in member):
@@ -142,7 +146,9 @@ def _wanted(members: list, plural: bool = False) -> str:
         if isinstance(member, _Bounded):
             words.append(f"{_wanted(member.kinds, plural)} {' and '.join(b.words() for b in member.bounds)}")
         elif isinstance(member, _List):
-            words.append("a list" + (f" of {_wanted(member.items, plural=True)}" if member.items else ""))
+            what = _wanted(member.items, plural=True) if member.items else "items"  # "a list of 2 numbers"
+            count = "" if member.length is None else f"{member.length} "
+            words.append(f"a list of {count}{what}" if member.items or count else "a list")
         elif isinstance(member, tuple):
             words.append(("values among " if plural else "one of ") + ", ".join(repr(v) for v in member))
         elif member is int and float in members:
@@ -251,7 +257,8 @@ def _parameters(target) -> tuple[dict, bool] | None:
                 if numbers:  # Adafactor's eps is a pair: not a number to bound here
                     named[name] = [_Bounded(numbers, bounds), *(k for k in kinds if k not in numbers)]
         if named.get("betas"):  # Adam's: each in [0, 1)
-            named["betas"] = [_List([_Bounded([float], (AtLeast(0), AtMost(1, strict=True)))])]
+            pair = next((k.length for k in named["betas"] if isinstance(k, _List)), None)
+            named["betas"] = [_List([_Bounded([float], (AtLeast(0), AtMost(1, strict=True)))], pair)]
     return named, open_ended
 
 

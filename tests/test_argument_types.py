@@ -83,7 +83,7 @@ def test_settings_that_fit_their_parameters_pass(settings):
     ({"shots": 5}, "shots is 5, but toy's shots takes a list of whole numbers"),
     ({"shots": "15"}, "shots is '15', but toy's shots takes a list of whole numbers"),
     ({"shots": [1, "x"]}, "shots is the list [1, 'x'], but toy's shots takes a list of whole numbers"),
-    ({"crop": "abc"}, "crop is 'abc', but toy's crop takes a whole number, a list of whole numbers or null"),
+    ({"crop": "abc"}, "crop is 'abc', but toy's crop takes a whole number, a list of 2 whole numbers or null"),
     ({"options": 3}, "options is 3, but toy's options takes a group of settings or null"),
     ({"bins": "x"}, "bins is 'x', but toy's bins takes a whole number or null"),  # None is its default
     ({"name": 3}, "toy's name takes a string (quote a number meant as text: name=\"'3'\")"),
@@ -91,6 +91,36 @@ def test_settings_that_fit_their_parameters_pass(settings):
 def test_a_setting_of_the_wrong_kind_is_named_with_the_kind_it_takes(settings, needle):
     with pytest.raises(ArgumentTypeError) as info:
         check_arguments(_node(**settings))
+    assert needle in str(info.value)
+
+
+def paired(pair: tuple[int, int] = (1, 2), mixed: tuple[float | None, float] = (None, 1.0),
+           many: tuple[int, ...] = (1,), fractions: tuple[Fraction, Fraction] = (0.5, 0.5)):
+    return pair
+
+
+@pytest.mark.parametrize("settings", [
+    {}, {"pair": [3, 4]}, {"mixed": [None, 2.0]}, {"mixed": [0.1, 2]}, {"many": []}, {"many": [1, 2, 3]},
+    {"fractions": [0, 1]},
+])
+def test_a_list_of_the_size_a_fixed_tuple_holds_passes(settings):
+    check_arguments(OmegaConf.create({"_target_": f"{__name__}.paired"} | settings))
+
+
+@pytest.mark.parametrize("settings,needle", [
+    ({"pair": [3]}, "pair is the list [3], but paired's pair takes a list of 2 whole numbers"),
+    ({"pair": [3, 4, 5]}, "pair is the list [3, 4, 5], but paired's pair takes a list of 2 whole numbers"),
+    ({"pair": []}, "pair is the list [], but paired's pair takes a list of 2 whole numbers"),
+    ({"pair": [3, "x"]}, "pair is the list [3, 'x'], but paired's pair takes a list of 2 whole numbers"),
+    ({"mixed": [None]}, "mixed is the list [None], but paired's mixed takes a list of 2 numbers or nulls"),
+    ({"fractions": [0.5, 2]}, "fractions is the list [0.5, 2], but paired's fractions takes a list of 2 numbers of "
+                              "at least 0 and at most 1"),
+])
+def test_a_fixed_tuple_refuses_a_list_of_another_size(settings, needle):
+    """torch unpacks Adam's ``betas: tuple[float, float]`` into two names when it steps: a list of one or three
+    would fail there, after the data set is read and the net built, so the size is judged with the kinds."""
+    with pytest.raises(ArgumentTypeError) as info:
+        check_arguments(OmegaConf.create({"_target_": f"{__name__}.paired"} | settings))
     assert needle in str(info.value)
 
 
@@ -286,10 +316,15 @@ def test_a_wrong_setting_is_refused_before_the_data_set_is_read(compose_cfg, tmp
      "method.learner.optimizer.lr is 0, but Adam's lr takes a number above 0"),
     (["method=protonet", "method.learner.optimizer._target_=torch.optim.Adafactor", "+method.learner.optimizer.eps=-1"],
      ArgumentTypeError,  # an eps that is not a number (Adafactor's pair) keeps its own kinds, unbounded
-     "method.learner.optimizer.eps is -1, but Adafactor's eps takes a list of numbers or nulls"),
+     "method.learner.optimizer.eps is -1, but Adafactor's eps takes a list of 2 numbers or nulls"),
     (["method=protonet", "+method.learner.optimizer.betas=[2.0,0.999]"], ArgumentTypeError,
-     "method.learner.optimizer.betas is the list [2.0, 0.999], but Adam's betas takes a list of numbers of at least 0 "
+     "method.learner.optimizer.betas is the list [2.0, 0.999], but Adam's betas takes a list of 2 numbers of at "
+     "least 0 and below 1"),
+    (["method=protonet", "+method.learner.optimizer.betas=[0.9]"], ArgumentTypeError,  # torch unpacks a pair
+     "method.learner.optimizer.betas is the list [0.9], but Adam's betas takes a list of 2 numbers of at least 0 "
      "and below 1"),
+    (["method=protonet", "method.learner.optimizer._target_=torch.optim.Rprop", "+method.learner.optimizer.etas=[0.5]"],
+     ArgumentTypeError, "method.learner.optimizer.etas is the list [0.5], but Rprop's etas takes a list of 2 numbers"),
 ])
 def test_a_choice_is_refused_before_the_data_set_is_read(compose_cfg, tmp_path, overrides, error, needle):
     """Choices the learner, its backbone or the run context would refuse only once built (after the data set is
