@@ -150,18 +150,29 @@ def check_space(plan: dict, method: str, space: dict[str, str]) -> None:
             if OmegaConf.select(cfg, key, default="<missing>") == "<missing>":
                 raise TuneError(f"{source}: {key} is not a key of the {method} config; "
                                 "fix the key (compose with --cfg job to see them)")
-            for one, shown in space_values(key, value):
+            def refusal(one: str) -> Exception | None:
                 try:
                     trial = compose("config", overrides=[*base, f"{key}={one}"])
                     resolved_config(trial)
                     check_run_settings(trial)
-                except Exception as exc:  # ours name the setting; Hydra's name a missing option (backbone=conv5)
-                    cause = (str(exc) if isinstance(exc, ArgumentTypeError) else _missing_option(exc)
-                             if isinstance(exc, MissingConfigException) else str(exc).splitlines()[0])
-                    sweep = _PARSER.parse_override(f"{key}={value}").value()
-                    hint = (" (int(interval(a, b)) samples whole numbers)" if "whole number" in cause
-                            and isinstance(sweep, IntervalSweep) and isinstance(sweep.start, float) else "")
-                    raise TuneError(f"{source}: {key}: {value} gives {shown}: {cause}{hint}") from None
+                except Exception as exc:
+                    return exc
+                return None
+
+            for one, shown in space_values(key, value):
+                exc = refusal(one)
+                if exc is None:
+                    continue
+                # ours name the setting; Hydra's name a missing option (backbone=conv5)
+                cause = (str(exc) if isinstance(exc, ArgumentTypeError) else _missing_option(exc)
+                         if isinstance(exc, MissingConfigException) else str(exc).splitlines()[0])
+                sweep = _PARSER.parse_override(f"{key}={value}").value()
+                whole = (f"int({value.strip()})" if "whole number" in cause and isinstance(sweep, IntervalSweep)
+                         and isinstance(sweep.start, float) else None)
+                # the hint only where whole numbers would fit: int(interval(1.0, 5.0)) still gives n_way=1
+                fits = whole is not None and all(refusal(v) is None for v, _ in space_values(key, whole))
+                hint = " (int(interval(a, b)) samples whole numbers)" if fits else ""
+                raise TuneError(f"{source}: {key}: {value} gives {shown}: {cause}{hint}") from None
 
 
 def _run(command: list[str]) -> None:

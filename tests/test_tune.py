@@ -126,6 +126,9 @@ def test_bad_plans_and_search_spaces_are_refused(tmp_path):
     ({"method.learner.k_shot": "int(interval(0, 10))"},  # already whole numbers: no hint to make them so
      "method.learner.k_shot: int(interval(0, 10)) gives 0: method.learner.k_shot is 0, but PrototypicalNetwork's "
      "k_shot takes a whole number of at least 1"),
+    ({"method.learner.n_way": "interval(1.0, 5.0)"},  # whole numbers would not fit either: no hint
+     "method.learner.n_way: interval(1.0, 5.0) gives 1.0: method.learner.n_way is 1.0, but PrototypicalNetwork's "
+     "n_way takes a whole number of at least 2"),
     ({"method.learner.optimizer.lr": "interval(-0.01, 0.01)"},  # torch's bound on lr, judged as ours are
      "method.learner.optimizer.lr: interval(-0.01, 0.01) gives -0.01: method.learner.optimizer.lr is -0.01, but "
      "Adam's lr takes a number above 0"),
