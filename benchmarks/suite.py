@@ -30,6 +30,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from benchmarks import named_yaml, regress, report
+from benchmarks.hydra_messages import one_line
 from benchmarks.records import atomic_write, load_records
 from benchmarks.run import check_run_settings
 
@@ -72,20 +73,23 @@ def _sweep_values(key: str, value) -> list[str]:
     return [override.get_value_element_as_str()]
 
 
-def check_member(member: dict, overrides: list[str], conf: Path = CONF) -> dict:
+def check_member(member: dict, overrides: list[str], conf: Path = CONF,
+                 position: tuple[int, int] | None = None) -> dict:
     """Compose ``member``'s preset once per option of each config group it sweeps (the other groups at their
     first option); return its study name and grid size. A missing preset or option, a bad override, or a
     setting of the wrong kind for the class it configures (``argument_types``), raises SuiteError naming it."""
     experiment = member["experiment"]
+    # the member's place in the list where there are several (two members may share a preset)
+    label = f"leaderboard member {f'{position[0]} of {position[1]}, ' if position else ''}experiment={experiment}"
     if not (conf / "experiment" / f"{experiment}.yaml").is_file():
-        raise SuiteError(f"leaderboard member experiment={experiment}: conf/experiment/{experiment}.yaml does not exist")
+        raise SuiteError(f"{label}: conf/experiment/{experiment}.yaml does not exist")
     plain, swept = [], {}  # an override with a comma (method=raw,lmnn) is a sweep: it replaces the preset's
     for override in [*member["overrides"], *overrides]:
         key, _, value = override.partition("=")
         try:
             sweep = _PARSER.parse_override(override).is_sweep_override()
         except Exception as exc:  # Hydra's parser names what it could not read
-            raise SuiteError(f"leaderboard member experiment={experiment}: {override!r}: {exc}") from None
+            raise SuiteError(f"{label}: {override!r}: {one_line(exc)}") from None
         if sweep and not override.startswith(("hydra", "+", "~")):
             swept[key] = value
         else:
@@ -95,7 +99,7 @@ def check_member(member: dict, overrides: list[str], conf: Path = CONF) -> dict:
         try:
             cfg = compose("config", overrides=base, return_hydra_config=True)
         except Exception as exc:  # Hydra's errors name the bad key or option
-            raise SuiteError(f"leaderboard member experiment={experiment}: {exc}") from None
+            raise SuiteError(f"{label}: {one_line(exc)}") from None
         params = dict(cfg.hydra.sweeper.get("params") or {})
         for override in plain:  # a single value on the command line replaces the preset's sweep of that key
             params.pop(override.partition("=")[0], None)
@@ -111,7 +115,7 @@ def check_member(member: dict, overrides: list[str], conf: Path = CONF) -> dict:
                 check_run_settings(one)
             except Exception as exc:  # Hydra's errors name the bad key or option; ours the setting
                 where = f", {' '.join(choice)}" if choice else ""
-                raise SuiteError(f"leaderboard member experiment={experiment}{where}: {exc}") from None
+                raise SuiteError(f"{label}{where}: {one_line(exc)}") from None
             return one
 
         if not grid:  # the composed config is the member's only one (a swept group's options are checked below)
@@ -139,9 +143,10 @@ def check_members(members: list[dict], overrides: list[str], conf: Path = CONF) 
     """``check_member`` for each member, with its overrides kept; every member refused is named in one
     SuiteError, so one dry run shows all there is to fix."""
     plan, refused = [], []
-    for member in members:
+    for i, member in enumerate(members, 1):
+        position = (i, len(members)) if len(members) > 1 else None
         try:
-            plan.append(check_member(member, overrides, conf) | {"overrides": member["overrides"]})
+            plan.append(check_member(member, overrides, conf, position) | {"overrides": member["overrides"]})
         except SuiteError as exc:
             refused.append(str(exc))
     if len(refused) == 1:

@@ -40,6 +40,7 @@ from omegaconf import OmegaConf
 
 from benchmarks import named_yaml, report
 from benchmarks.argument_types import ArgumentTypeError
+from benchmarks.hydra_messages import missing_option
 from benchmarks.leaderboard import lower_is_better
 from benchmarks.records import RECORD_NAME, atomic_write, read_record
 
@@ -113,16 +114,6 @@ def space_values(key: str, value: str) -> list[tuple[str, str]]:
     return [(override.get_value_element_as_str(), str(override.value()))]
 
 
-def _missing_option(exc: MissingConfigException) -> str:
-    """Hydra's message for a config option that does not exist, in one line with the options there are:
-    "Could not find 'backbone/conv5'; available options in 'backbone': conv4, mlp, ..." (its search path left out)."""
-    lines = [line.strip() for line in str(exc).split("Config search path")[0].splitlines() if line.strip()]
-    header = next((i for i, line in enumerate(lines) if line.startswith("Available options")), None)
-    if header is None:
-        return lines[0]
-    return f"{' '.join(lines[:header])}; {lines[header][0].lower()}{lines[header][1:]} {', '.join(lines[header + 1:])}"
-
-
 def check_space(plan: dict, method: str, space: dict[str, str]) -> None:
     """What the trials will be given is checked as a run checks it before reading its data set: the base with
     ``method`` (the budget and every setting against the class it configures), and each key of the space with
@@ -164,7 +155,7 @@ def check_space(plan: dict, method: str, space: dict[str, str]) -> None:
                 if exc is None:
                     continue
                 # ours name the setting; Hydra's name a missing option (backbone=conv5)
-                cause = (str(exc) if isinstance(exc, ArgumentTypeError) else _missing_option(exc)
+                cause = (str(exc) if isinstance(exc, ArgumentTypeError) else missing_option(exc)
                          if isinstance(exc, MissingConfigException) else str(exc).splitlines()[0])
                 sweep = _PARSER.parse_override(f"{key}={value}").value()
                 whole = (f"int({value.strip()})" if "whole number" in cause and isinstance(sweep, IntervalSweep)

@@ -102,6 +102,27 @@ def test_every_refused_member_is_named_at_once():
     assert len(check_members(members[1:2], [])) == 1
 
 
+def test_hydra_s_refusals_are_one_line_each_and_members_are_numbered():
+    """Hydra writes a missing option over many lines (each option, then its search path) and OmegaConf adds
+    full_key / object_type lines: in the list of refused members each is one line, and members that share a
+    preset are told apart by their place in the list."""
+    members = [{"experiment": "smoke_digits", "overrides": ["method=protonett", "protocol=knn", "seed=0"]},
+               {"experiment": "smoke_digits", "overrides": ["method=raw", "protocol=knn", "seed=0"]},
+               {"experiment": "smoke_digits", "overrides": ["method=protonet", "method.learner.fooo=1", "seed=0"]},
+               {"experiment": "smoke_digits", "overrides": ["method=protonet", "method.learner.k_shot=${nowhere}"]}]
+    with pytest.raises(SuiteError) as info:
+        check_members(members, [])
+    lines = str(info.value).splitlines()
+    assert lines[0] == "3 leaderboard members are refused:" and len(lines) == 4, lines
+    assert lines[1].startswith("- leaderboard member 1 of 4, experiment=smoke_digits: In 'config': Could not find "
+                               "'method/protonett'; available options in 'method': contrastive, cosine, ")
+    assert "Config search path" not in lines[1] and lines[1].endswith(", triplet, untrained")
+    assert lines[2] == ("- leaderboard member 3 of 4, experiment=smoke_digits: Could not override "
+                        "'method.learner.fooo'. To append to your config use +method.learner.fooo=1")
+    assert lines[3].startswith("- leaderboard member 4 of 4, experiment=smoke_digits")
+    assert "Interpolation key 'nowhere' not found" in lines[3] and "object_type" not in lines[3]
+
+
 def test_load_suite_names_the_known_leaderboards():
     with pytest.raises(SuiteError, match="leaderboard_cpu, leaderboard_gpu, leaderboard_smoke"):
         load_suite("leaderboard_nope")
