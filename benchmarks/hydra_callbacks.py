@@ -64,3 +64,16 @@ class OutputFolderCheck(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         _check(config, "hydra.sweep.dir")
+
+
+class SweepCollisionCheck(Callback):
+    """Refuse a grid sweep two of whose runs would write one record folder (benchmarks/sweep_collisions.py),
+    before any of them runs."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from benchmarks.sweep_collisions import collisions, refusal
+
+        problem = refusal(collisions(config))
+        if problem is not None:
+            print(f"[failed] {problem}", file=sys.stderr)
+            raise SystemExit(1) from None

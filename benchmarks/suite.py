@@ -32,6 +32,7 @@ from omegaconf import OmegaConf
 from benchmarks import named_yaml, regress, report
 from benchmarks.hydra_messages import one_line
 from benchmarks.records import atomic_write, load_records
+from benchmarks.sweep_collisions import grid_collisions, refusal
 from benchmarks.run import check_run_settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -131,6 +132,9 @@ def check_member(member: dict, overrides: list[str], conf: Path = CONF,
         for key in params.keys() - set(SWEPT_GROUPS):  # a swept setting: each value, the groups at their first
             for value in _sweep_values(key, params[key]):
                 checked([*(f"{g}={v}" for g, v in firsts.items()), f"{key}={value}"])
+        shared = refusal(grid_collisions(base, {k: _sweep_values(k, v) for k, v in params.items()}))
+        if shared is not None:  # two of its runs would write one record folder
+            raise SuiteError(f"{label}: {shared}")
     runs = 1
     for key, value in params.items():
         runs *= len(_sweep_values(key, value))

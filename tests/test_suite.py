@@ -123,6 +123,21 @@ def test_hydra_s_refusals_are_one_line_each_and_members_are_numbered():
     assert "Interpolation key 'nowhere' not found" in lines[3] and "object_type" not in lines[3]
 
 
+def test_a_member_whose_runs_would_share_a_record_folder_is_refused_by_the_plan():
+    """The plan finds what the runner's sweep check would (benchmarks/sweep_collisions.py), before any member runs;
+    the same sweep with the value in the method's name passes."""
+    lr = "method.learner.optimizer.lr=1e-4,1e-3"
+    members = [{"experiment": "smoke_digits", "overrides": ["method=triplet", "protocol=knn", "seed=0", lr]}]
+    with pytest.raises(SuiteError) as info:
+        check_members(members, [])
+    assert str(info.value).startswith("leaderboard member experiment=smoke_digits: this sweep would write several "
+                                      "runs into one record folder")
+    assert "'method.name=triplet_lr${method.learner.optimizer.lr}'" in str(info.value)
+    members[0]["overrides"].append("method.name=triplet_lr${method.learner.optimizer.lr}")
+    (plan,) = check_members(members, [])
+    assert plan["runs"] == 2
+
+
 def test_load_suite_names_the_known_leaderboards():
     with pytest.raises(SuiteError, match="leaderboard_cpu, leaderboard_gpu, leaderboard_smoke"):
         load_suite("leaderboard_nope")

@@ -130,3 +130,27 @@ def test_shipped_sweeps_launch_every_learner_under_one_protocol_before_the_next(
         assert switches == len(set(protocols)) - 1, f"{path.name}: put protocol first in hydra.sweeper.params"
         checked += 1
     assert checked >= 10
+
+
+def test_a_sweep_whose_runs_would_share_a_record_folder_is_refused_before_any_runs(tmp_path):
+    """A run's folder is named by study, data set, protocol, method name and seed: a sweep over a learning rate
+    would write each value's run into one folder, each replacing the last (the table would hold the last value
+    alone). It is refused before Hydra launches anything; with the value in the method's name, it runs."""
+    lr = "method.learner.optimizer.lr=1e-4,1e-3"
+    done = _sweep(tmp_path, "study=lrs", "method=triplet", lr, "threads=1", *SMALL)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert ("[failed] this sweep would write several runs into one record folder, each replacing the last: "
+            f"method.learner.optimizer.lr=0.0001 and method.learner.optimizer.lr=0.001 would both write "
+            f"{tmp_path}/runs/lrs/digits/knn/triplet/seed0") in done.stderr
+    assert "To sweep method.learner.optimizer.lr, put its value in the method's name: " \
+           "'method.name=triplet_lr${method.learner.optimizer.lr}'" in done.stderr
+    assert not (tmp_path / "runs").exists() and "Launching" not in done.stdout + done.stderr
+    # a config group with no name of its own (backbone) is told to run as a study per value
+    done = _sweep(tmp_path, "study=nets", "method=triplet", "backbone=mlp,conv4", "threads=1", *SMALL)
+    assert done.returncode == 1 and "To sweep backbone, run each value as its own study: backbone=mlp " \
+                                    "study=nets_mlp, then backbone=conv4 study=nets_conv4" in done.stderr
+    # the fix the message gives: one row per value
+    done = _sweep(tmp_path, "study=lrs", "method=triplet", lr, "method.name=triplet_lr${method.learner.optimizer.lr}",
+                  "threads=1", *SMALL)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _methods(tmp_path, "lrs") == [("triplet_lr0.0001", "ok"), ("triplet_lr0.001", "ok")]

@@ -1,0 +1,109 @@
+"""Runs of one sweep that would write the same record folder.
+
+A run's folder (``run_dir``) is named by its study, data set, protocol, method name and seed: a sweep over
+any other setting (``method.learner.optimizer.lr=1e-4,3e-4,1e-3``, ``backbone=mlp,conv4``) would write every
+value's run into one folder, each replacing the last, and the table would show one row holding the last
+value alone. Before Hydra launches a sweep of its basic sweeper (the grid), each swept key's values are
+composed with the others' first values and the folders compared; two values that share one are refused,
+with the fix. A value that cannot be composed is left to its own run to report.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from hydra import compose
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+_PARSER = OverridesParser.create()
+_GRID = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def sweep_grid(config: DictConfig) -> tuple[list[str], dict[str, list[str]]]:
+    """The overrides every job of the sweep shares, and each swept key's values as Hydra's grid takes them:
+    the preset's ``hydra.sweeper.params``, with a key given on the command line replacing the preset's."""
+    # as written: an override's ${...} is the job's to fill in (method.name=triplet_lr${...optimizer.lr})
+    params = {str(k): str(v) for k, v in (OmegaConf.to_container(config.hydra.sweeper, resolve=False)
+                                          .get("params") or {}).items()}
+    shared = []
+    for line in OmegaConf.to_container(config.hydra.overrides, resolve=False)["task"]:
+        override = _PARSER.parse_override(line)
+        key = override.get_key_element()
+        params.pop(key, None)
+        if override.is_sweep_override():
+            params[key] = line.partition("=")[2]  # as written: Hydra's parser reads it again below
+        else:
+            shared.append(line)
+    grid = {}
+    for key, value in params.items():
+        override = _PARSER.parse_override(f"{key}={value}")
+        grid[key] = list(override.sweep_string_iterator()) if override.is_sweep_override() else [value]
+    return shared, grid
+
+
+def _composed(overrides: list[str]) -> DictConfig | None:
+    try:
+        cfg = compose(config_name="config", overrides=overrides)
+        OmegaConf.select(cfg, "run_dir", throw_on_resolution_failure=True)
+    except Exception:  # a bad value: its own run names it, as in any sweep
+        return None
+    return cfg
+
+
+class Collision(NamedTuple):
+    key: str
+    first: str
+    second: str
+    folder: str
+    config: DictConfig  # the second value's
+
+
+def collisions(config: DictConfig) -> list[Collision]:
+    """For each key the sweep of ``config`` (a multirun's, with Hydra's settings) sweeps, the first two of its
+    values whose runs would share a folder."""
+    if config.hydra.sweeper.get("_target_") != _GRID:  # Optuna's trials have their own folders
+        return []
+    return grid_collisions(*sweep_grid(config))
+
+
+def grid_collisions(shared: list[str], grid: dict[str, list[str]]) -> list[Collision]:
+    """The same for a grid given as the overrides its jobs share and each swept key's values (composed with
+    Hydra's global config search path: inside a run, or ``initialize_config_dir``)."""
+    firsts = {k: f"{k}={values[0]}" for k, values in grid.items()}
+    found = []
+    for key, values in grid.items():
+        if len(set(values)) < 2:
+            continue
+        others = [f for k, f in firsts.items() if k != key]
+        seen: dict[str, str] = {}
+        for value in dict.fromkeys(values):
+            cfg = _composed([*shared, *others, f"{key}={value}"])
+            if cfg is None:
+                continue
+            folder = str(cfg.run_dir)
+            if folder in seen:
+                found.append(Collision(key, seen[folder], value, folder, cfg))
+                break
+            seen[folder] = value
+    return found
+
+
+def _fix(collision: Collision) -> str:
+    """Where the swept value can go: the method's name (a setting, or a group with a name), else the study."""
+    cfg, key = collision.config, collision.key.lstrip("+")
+    named = OmegaConf.select(cfg, f"{key}.name", default=None) if "." not in key else None
+    if "." in key or isinstance(named, str):
+        value = f"{key.rsplit('.', 1)[-1]}${{{key}}}" if "." in key else f"${{{key}.name}}"
+        return f"To sweep {key}, put its value in the method's name: 'method.name={cfg.method.name}_{value}'"
+    return (f"To sweep {key}, run each value as its own study: {key}={collision.first} "
+            f"study={cfg.study}_{collision.first}, then {key}={collision.second} study={cfg.study}_{collision.second}")
+
+
+def refusal(found: list[Collision]) -> str | None:
+    """The message that refuses a sweep whose runs would share a folder, naming the fix; None when none would."""
+    if not found:
+        return None
+    return ("this sweep would write several runs into one record folder, each replacing the last: "
+            + "; ".join(f"{c.key}={c.first} and {c.key}={c.second} would both write {c.folder}" for c in found)
+            + ". A run's folder is named by its study, data set, protocol, method name and seed. "
+            + " ".join(f"{_fix(c)}." for c in found))
