@@ -68,6 +68,45 @@ def _duplicates(records: list[dict]) -> list[str]:
     return clashes
 
 
+class MixedSettingsError(ValueError):
+    """The seeds of one table row were trained or scored with different settings."""
+
+
+# What may differ between the seeds of one row: the seed itself, where the data lies on each machine, and how
+# the run was placed (device, CPU threads: they move a trained net as a seed does, not what is compared).
+_PER_SEED = frozenset({"seed", "threads", "device", "data_root"})
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out |= _flat(value, f"{prefix}{key}.")
+        elif key not in _PER_SEED and key != "root":
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _mixed_settings(records: list[dict]) -> list[str]:
+    """Rows whose seeds' records were made with different settings (a sweep typed with another budget for
+    one seed), each with the first settings that differ and their values per seed."""
+    rows: dict[tuple, list[dict]] = {}
+    for rec in records:
+        rows.setdefault((rec.get("dataset"), rec.get("protocol"), rec.get("method")), []).append(rec)
+    found = []
+    for key, group in rows.items():
+        group = sorted(group, key=lambda rec: str(rec.get("seed")))
+        settings = [_flat(rec.get("config") or {}) for rec in group]
+        names = sorted({name for s in settings for name in s})
+        differ = [n for n in names if len({repr(s.get(n, "(unset)")) for s in settings}) > 1]
+        if differ:
+            shown = "; ".join(f"{n}: " + ", ".join(f"{s.get(n, '(unset)')!r} (seed {rec.get('seed')})"
+                                                    for s, rec in zip(settings, group)) for n in differ[:3])
+            more = f" and {len(differ) - 3} more settings" if len(differ) > 3 else ""
+            found.append(f"{' / '.join(map(str, key))}: {shown}{more}")
+    return found
+
+
 class SchemaError(ValueError):
     """Records written with another schema version cannot be merged into a table of this version's."""
 
@@ -125,6 +164,12 @@ def build(study: str, results_dir: Path, readme: Path | None = None, members: li
                          f"would be averaged together: {'; '.join(clashes[:5])}"
                          f"{f' and {len(clashes) - 5} more' if len(clashes) > 5 else ''}. Give the presets "
                          "different datasets or protocols (or merge fewer studies or folders)")
+    mixed = _mixed_settings([r for r in records if r.get("status") == "ok"])
+    if mixed:
+        raise MixedSettingsError(
+            f"{study}: {len(mixed)} row(s) would average seeds made with different settings: {' | '.join(mixed[:3])}"
+            f"{f' | and {len(mixed) - 3} more rows' if len(mixed) > 3 else ''}. Re-run the odd seeds with the "
+            "row's settings, or give each setting its own study or method name (method.name=<name>_<setting>)")
     where = ", ".join(str(Path(f) / "runs" / m) for f in [results_dir, *(sources or [])] for m in members or [study])
     for path in unreadable:
         print(f"WARNING: cannot read {path} (corrupt or another schema version); that run is left out. "
@@ -178,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return build(args.study, args.results, args.readme, members=args.merge, sources=args.sources)
-    except (MergeError, SchemaError) as exc:
+    except (MergeError, SchemaError, MixedSettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -32,7 +32,7 @@ from omegaconf import OmegaConf
 from benchmarks import named_yaml, regress, report
 from benchmarks.hydra_messages import one_line
 from benchmarks.records import atomic_write, load_records
-from benchmarks.sweep_collisions import grid_collisions, refusal
+from benchmarks.sweep_collisions import as_job, grid_collisions, refusal
 from benchmarks.run import check_run_settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -109,26 +109,29 @@ def check_member(member: dict, overrides: list[str], conf: Path = CONF,
         grid = {g: _sweep_values(g, params[g]) for g in SWEPT_GROUPS if g in params}
         firsts = {g: values[0] for g, values in grid.items()}
 
-        def checked(choice: list[str]):
-            """The member's config with ``choice``, composed and checked as a run checks it before reading data."""
+        def checked(choice: list[str]) -> dict:
+            """The member's config with ``choice``, composed and checked as a run checks it before reading data
+            (as its job: ``${hydra:runtime.choices.method}`` is its own method); the names its records carry."""
             try:
-                one = compose("config", overrides=base + choice)
-                check_run_settings(one)
+                one = compose("config", overrides=base + choice, return_hydra_config=True)
+                with as_job(one):
+                    job = OmegaConf.masked_copy(one, [k for k in one if k != "hydra"])
+                    check_run_settings(job)
+                    return {g: str(job[g].name) for g in ("dataset", "protocol", "method")}
             except Exception as exc:  # Hydra's errors name the bad key or option; ours the setting
                 where = f", {' '.join(choice)}" if choice else ""
                 raise SuiteError(f"{label}{where}: {one_line(exc)}") from None
-            return one
 
-        if not grid:  # the composed config is the member's only one (a swept group's options are checked below)
-            checked([])
         # the (dataset, protocol, method) names the member's records will carry: a swept group's come from
         # its options, the others from the composed config
-        names = {g: set() if g in grid else {cfg[g].name} for g in ("dataset", "protocol", "method")}
+        names = {g: set() for g in ("dataset", "protocol", "method")}
+        for group, name in checked([f"{g}={v}" for g, v in firsts.items()]).items():
+            names[group].add(name)  # also the member's only config, where it sweeps no group
         for group, values in grid.items():
             for value in values:
                 one = checked([f"{g}={value if g == group else v}" for g, v in firsts.items()])
                 if group in names:
-                    names[group].add(one[group].name)
+                    names[group].add(one[group])
         for key in params.keys() - set(SWEPT_GROUPS):  # a swept setting: each value, the groups at their first
             for value in _sweep_values(key, params[key]):
                 checked([*(f"{g}={v}" for g, v in firsts.items()), f"{key}={value}"])

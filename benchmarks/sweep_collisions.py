@@ -9,9 +9,11 @@ with the fix. A value that cannot be composed is left to its own run to report.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import NamedTuple
 
 from hydra import compose
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
@@ -41,10 +43,27 @@ def sweep_grid(config: DictConfig) -> tuple[list[str], dict[str, list[str]]]:
     return shared, grid
 
 
-def _composed(overrides: list[str]) -> DictConfig | None:
+@contextlib.contextmanager
+def as_job(cfg: DictConfig):
+    """Within: ``${hydra:...}`` in ``cfg`` (composed with Hydra's settings) reads ``cfg``'s own, as in its job
+    (``${hydra:runtime.choices.method}``: the method this job chose); the Hydra settings before are restored."""
+    hydra_config = HydraConfig.instance()
+    previous = hydra_config.cfg
+    hydra_config.set_config(cfg)
     try:
-        cfg = compose(config_name="config", overrides=overrides)
-        OmegaConf.select(cfg, "run_dir", throw_on_resolution_failure=True)
+        yield cfg
+    finally:
+        hydra_config.cfg = previous
+
+
+def _composed(overrides: list[str]) -> DictConfig | None:
+    """A job's config with its run folder filled in as Hydra fills it in for the job; None where it cannot
+    be composed."""
+    try:
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+        with as_job(cfg):
+            cfg.run_dir = str(OmegaConf.select(cfg, "run_dir", throw_on_resolution_failure=True))
+            cfg.method.name = str(cfg.method.name)  # both kept filled in once the sweep's Hydra settings are back
     except Exception:  # a bad value: its own run names it, as in any sweep
         return None
     return cfg
@@ -56,6 +75,7 @@ class Collision(NamedTuple):
     second: str
     folder: str
     config: DictConfig  # the second value's
+    methods_swept: bool
 
 
 def collisions(config: DictConfig) -> list[Collision]:
@@ -82,7 +102,7 @@ def grid_collisions(shared: list[str], grid: dict[str, list[str]]) -> list[Colli
                 continue
             folder = str(cfg.run_dir)
             if folder in seen:
-                found.append(Collision(key, seen[folder], value, folder, cfg))
+                found.append(Collision(key, seen[folder], value, folder, cfg, len(set(grid.get("method", []))) > 1))
                 break
             seen[folder] = value
     return found
@@ -91,10 +111,15 @@ def grid_collisions(shared: list[str], grid: dict[str, list[str]]) -> list[Colli
 def _fix(collision: Collision) -> str:
     """Where the swept value can go: the method's name (a setting, or a group with a name), else the study."""
     cfg, key = collision.config, collision.key.lstrip("+")
+    if key == "method":  # method.name was given one value for every method
+        return ("To sweep method, leave method.name to each method's config, or build it from the job's choice: "
+                "'method.name=${hydra:runtime.choices.method}_<what else differs>'")
     named = OmegaConf.select(cfg, f"{key}.name", default=None) if "." not in key else None
     if "." in key or isinstance(named, str):
         value = f"{key.rsplit('.', 1)[-1]}${{{key}}}" if "." in key else f"${{{key}.name}}"
-        return f"To sweep {key}, put its value in the method's name: 'method.name={cfg.method.name}_{value}'"
+        # where the sweep also sweeps the method, each job's name comes from its own choice of method
+        name = "${hydra:runtime.choices.method}" if collision.methods_swept else cfg.method.name
+        return f"To sweep {key}, put its value in the method's name: 'method.name={name}_{value}'"
     return (f"To sweep {key}, run each value as its own study: {key}={collision.first} "
             f"study={cfg.study}_{collision.first}, then {key}={collision.second} study={cfg.study}_{collision.second}")
 

@@ -1,7 +1,7 @@
 """Tune every learner with the same budget on validation classes, then test the chosen values over seeds.
 
     python -m benchmarks.tune tune_digits_knn             # conf/tune/tune_digits_knn.yaml
-    python -m benchmarks.tune tune_digits_knn --dry-run   # check the plan and the search spaces only
+    python -m benchmarks.tune tune_digits_knn --dry-run   # check the plan, the spaces and the objective only
 
 The discipline of Musgrave et al.'s "metric learning reality check": hyperparameters are chosen on a
 validation split of the *training* classes (``validation=true``: the protocol's own split applied to the
@@ -30,6 +30,7 @@ import argparse
 import math
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -68,11 +69,6 @@ def load_plan(name: str, conf: Path = CONF) -> dict:
         raise TuneError(f"{path} lacks {', '.join(missing)} (a tuning plan needs {', '.join(REQUIRED)})")
     if plan["direction"] not in ("maximize", "minimize"):
         raise TuneError(f"{path}: direction must be maximize or minimize, not {plan['direction']!r}")
-    expected = "minimize" if lower_is_better(str(plan["objective"])) else "maximize"
-    if plan["direction"] != expected:
-        raise TuneError(f"{path}: {plan['objective']} is {'lower' if expected == 'minimize' else 'higher'}-is-better "
-                        f"in the leaderboard, so direction must be {expected}, not {plan['direction']} (it would "
-                        "choose the worst values)")
     if int(plan["n_trials"]) < 1:
         raise TuneError(f"{path}: n_trials must be at least 1")
     plan.setdefault("sampler_seed", 0)
@@ -174,13 +170,36 @@ def _run(command: list[str]) -> None:
                         "fix the cause and run the tuning again, which skips them")
 
 
-def _probe(plan: dict, results: Path) -> None:
-    """One untrained run on the validation side (raw features): the objective is checked before any training."""
-    study = plan["study"]
-    run_dir = results / "runs" / f"{study}@validation" / "probe"
-    _run([sys.executable, "-m", "benchmarks.run", *plan["base"], "method=raw", "validation=true",
-          f"study={study}@validation", f"objective={plan['objective']}", f"seed={plan['tune_seed']}",
-          f"results_dir={results}", f"run_dir={run_dir}", *QUIET])
+def check_objective(plan: dict, record: dict) -> float:
+    """The objective is a metric the protocol reports (read from a record of it: the probe's) and the
+    direction agrees with it; its value in ``record``."""
+    objective, protocol, reported = str(plan["objective"]), record["protocol"], sorted(record["metrics"])
+    if objective not in record["metrics"]:
+        raise TuneError(f"{plan['path']}: objective={objective} is not a metric of the {protocol} protocol; it "
+                        f"reports {', '.join(reported)}: give one of those as the plan's objective")
+    expected = "minimize" if lower_is_better(objective) else "maximize"
+    if plan["direction"] != expected:
+        raise TuneError(f"{plan['path']}: {objective} is {'lower' if expected == 'minimize' else 'higher'}-is-better "
+                        f"in the leaderboard, so direction must be {expected}, not {plan['direction']} (it would "
+                        "choose the worst values)")
+    return float(record["metrics"][objective]["mean"])
+
+
+def probe(plan: dict, results: Path) -> float:
+    """One untrained run on the validation side (raw features), before any training: the validation split
+    fits the protocol, and the objective is one of its metrics (``check_objective``); raw's score."""
+    run_dir = results / "runs" / f"{plan['study']}@validation" / "probe"
+    try:
+        _run([sys.executable, "-m", "benchmarks.run", *plan["base"], "method=raw", "validation=true",
+              f"study={plan['study']}@validation", f"seed={plan['tune_seed']}", f"results_dir={results}",
+              f"run_dir={run_dir}", *QUIET])
+    except TuneError:
+        error = (read_record(run_dir / RECORD_NAME) or {}).get("error") or {}
+        if not error.get("message"):
+            raise
+        raise TuneError(f"{plan['path']}: the probe (raw features on the validation side, before any training) "
+                        f"failed: {error.get('type', 'Error')}: {error['message']}") from None
+    return check_objective(plan, read_record(run_dir / RECORD_NAME))
 
 
 def tune_method(plan: dict, method: str, space: dict[str, str], results: Path) -> dict:
@@ -226,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--readme", type=Path, default=None,
                         help="rewrite this README's block between <!-- leaderboard:<study> --> markers")
-    parser.add_argument("--dry-run", action="store_true", help="check the plan and the search spaces, run nothing")
+    parser.add_argument("--dry-run", action="store_true", help="check the plan, the search spaces and (by one untrained run in a temporary folder) "
+                             "the validation split and the objective; train nothing, keep nothing")
     parser.add_argument("--n-trials", type=int, default=None,
                         help="trials per learner instead of the plan's (the same for every learner; for a quick try)")
     args = parser.parse_intermixed_args(argv)
@@ -250,13 +270,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{plan['study']}: tune {len(tuned)} learners x {plan['n_trials']} trials on the validation split "
           f"({plan['objective']}, {plan['direction']}), then test {len(spaces)} learners x seeds {plan['test_seeds']}; "
           f"nothing to tune: {[m for m, s in spaces.items() if not s]}", flush=True)
-    if args.dry_run:
+    if args.dry_run:  # the probe too, in a folder of its own that is then removed: nothing is kept
+        with tempfile.TemporaryDirectory(prefix="tune_dry_run_") as scratch:
+            try:
+                raw_score = probe(plan, Path(scratch))
+            except TuneError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+        print(f"probe: raw scores {plan['objective']}={raw_score:.4f} on the validation side; the plan can run")
         return 0
     study, start, chosen = plan["study"], time.perf_counter(), {}
     try:
-        _probe(plan, results)
-        probe = read_record(results / "runs" / f"{study}@validation" / "probe" / RECORD_NAME)
-        raw_score = probe["metrics"][plan["objective"]]["mean"]
+        raw_score = probe(plan, results)
         if "raw" not in plan["methods"]:
             chosen["raw (probe, not tested)"] = {"best_params": {}, "best_value": raw_score, "n_trials": 0}
         for method in plan["methods"]:

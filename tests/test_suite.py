@@ -2,6 +2,7 @@
 every member's grid is checked before anything runs; merged studies may not hold the same run twice."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -136,6 +137,14 @@ def test_a_member_whose_runs_would_share_a_record_folder_is_refused_by_the_plan(
     members[0]["overrides"].append("method.name=triplet_lr${method.learner.optimizer.lr}")
     (plan,) = check_members(members, [])
     assert plan["runs"] == 2
+    # several methods: each job's name comes from its own choice of method
+    both = [{"experiment": "smoke_digits", "overrides": ["method=protonet,triplet", "protocol=knn", "seed=0", lr]}]
+    with pytest.raises(SuiteError, match=re.escape("'method.name=${hydra:runtime.choices.method}_lr"
+                                                   "${method.learner.optimizer.lr}'")):
+        check_members(both, [])
+    both[0]["overrides"].append("method.name=${hydra:runtime.choices.method}_lr${method.learner.optimizer.lr}")
+    (plan,) = check_members(both, [])
+    assert plan["runs"] == 4 and {key[2] for key in plan["keys"]} == {"protonet_lr0.001", "triplet_lr0.001"}
 
 
 def test_load_suite_names_the_known_leaderboards():
@@ -165,8 +174,8 @@ def test_every_shipped_preset_can_be_a_member():
 
 def test_sweeps_hydra_writes_as_functions_are_read_as_hydra_reads_them():
     plan = check_member({"experiment": "smoke_digits", "overrides": [
-        "method=protonet,triplet", "protocol=fewshot", "seed=range(0,2)", "method.learner.optimizer.lr=choice(1e-3,1e-2)"]},
-        [])
+        "method=protonet,triplet", "protocol=fewshot", "seed=range(0,2)", "method.learner.optimizer.lr=choice(1e-3,1e-2)",
+        "method.name=${hydra:runtime.choices.method}_lr${method.learner.optimizer.lr}"]}, [])  # a row per lr
     assert plan["runs"] == 2 * 2 * 2
     assert {k[3] for k in plan["keys"]} == {"0", "1"}
 

@@ -9,7 +9,7 @@ import yaml
 
 from benchmarks.records import load_records
 from benchmarks.run import objective_value
-from benchmarks.tune import CONF, TuneError, check_space, load_plan, search_space
+from benchmarks.tune import CONF, TuneError, check_objective, check_space, load_plan, search_space
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ["dataset=digits", "backbone=mlp", "protocol=knn", "budget=smoke", "budget.iterations=20", "progress=false",
@@ -209,5 +209,39 @@ def test_a_failing_trial_fails_alone_and_the_search_goes_on(tmp_path):
 
 
 def test_a_direction_against_the_metric_is_refused(tmp_path):
+    plan = load_plan(str(_plan(tmp_path, direction="maximize")))
+    record = {"protocol": "knn@validation", "metrics": {"knn_error": {"mean": 0.1}}}
     with pytest.raises(TuneError, match="knn_error is lower-is-better in the leaderboard, so direction must be minimize"):
-        load_plan(str(_plan(tmp_path, direction="maximize")))
+        check_objective(plan, record)
+    assert check_objective(load_plan(str(_plan(tmp_path))), record) == 0.1
+
+
+def test_an_unknown_objective_is_named_before_the_direction(tmp_path):
+    """A typo in the objective is not taken for a higher-is-better metric whose direction is wrong."""
+    plan = load_plan(str(_plan(tmp_path, objective="knn_eror", direction="minimize")))
+    record = {"protocol": "knn@validation", "metrics": {"knn_error": {"mean": 0.1}}}
+    with pytest.raises(TuneError, match=r"objective=knn_eror is not a metric of the knn@validation protocol; it "
+                                        r"reports knn_error: give one of those"):
+        check_objective(plan, record)
+
+
+@pytest.mark.parametrize("changes,needle", [
+    ({"objective": "map_at_r", "direction": "maximize"},
+     "objective=map_at_r is not a metric of the knn@validation protocol; it reports knn_error"),
+    ({"base": ["dataset=digits", "protocol=fewshot", "budget.iterations=20", "progress=false", "threads=1"],
+      "objective": "acc_5w1s", "direction": "maximize"},  # digits' 5 training classes: 2 or 3 validation ones
+     "the probe (raw features on the validation side, before any training) failed: SplitError: validation=true "
+     "scores on part of the training side"),
+])
+def test_the_dry_run_runs_the_probe_and_keeps_nothing(tmp_path, changes, needle):
+    """What only a run of the protocol shows (its metrics' names, a validation side too small for its episodes)
+    fails the dry run, as it would fail the tuning, and the dry run writes nothing under --results."""
+    results = tmp_path / "results"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.tune", str(_plan(tmp_path, **changes)), "--dry-run",
+                           "--results", str(results)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and needle in done.stderr, done.stdout[-2000:] + done.stderr[-3000:]
+    assert not results.exists()
+    done = subprocess.run([sys.executable, "-m", "benchmarks.tune", str(_plan(tmp_path)), "--dry-run", "--results",
+                           str(results)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "probe: raw scores knn_error=" in done.stdout, done.stderr[-3000:]
+    assert not results.exists()
