@@ -39,7 +39,7 @@ from benchmarks.records import (RECORD_NAME, REPLICATE, SCHEMA_VERSION, UNIT, UN
 from datasets.episodes import EpisodeError
 from datasets.labeled import LabeledData, Standardizer
 from datasets.splits import ClassDisjointSplit, PublishedSplit, Split, SplitError, validation_split
-from methods.base import RunContext
+from methods.base import RunContext, check_interface, checked_report
 from methods.training import NonFiniteLossError
 
 # Keys that change how a run is shown or where it is written, not what it computes.
@@ -306,6 +306,7 @@ def execute(cfg: DictConfig) -> dict:
         if "backbone" in cfg:
             cfg.backbone.input_shape = list(split.train.input_shape)
         learner = build(cfg.method.learner) if saved is None else saved.learner
+        check_interface(learner)
         protocol.check_learner(learner)
         with episodes_named(cfg, "method.learner"):
             learner.check(split.train)
@@ -373,7 +374,7 @@ def fit_or_load(cfg: DictConfig, learner, split: Split, train: LabeledData, ctx:
     ``record``'s fit, fit_cache and timings.fit_s entries either way; returns the fitted learner."""
     def fit() -> tuple[object, dict, float]:
         t_fit = time.perf_counter()
-        report = learner.fit(train, ctx)
+        report = checked_report(learner, learner.fit(train, ctx))
         return learner, report.to_dict(), time.perf_counter() - t_fit
 
     timings = record.setdefault("timings", {})

@@ -171,3 +171,32 @@ def embed_all(learner: Learner, x: Tensor, batch_size: int = 1024) -> Tensor:
         if module is not None:
             module.train(was_training)
     return torch.cat(parts) if parts else torch.empty(0)
+
+
+class LearnerInterfaceError(TypeError):
+    """An object built as a learner lacks what every run calls (a learner written outside this package)."""
+
+
+def check_interface(learner: object) -> None:
+    """Raise ``LearnerInterfaceError`` before any training when ``learner`` lacks what every run calls:
+    ``check`` and ``fit``, and, for an ``EmbeddingLearner``, the ``distance`` its ``adapt`` scores with
+    (protocols check what they call themselves: ``embed``, ``adapt``, ``distance``, ...)."""
+    missing = [name for name in ("check", "fit") if not callable(getattr(learner, name, None))]
+    if isinstance(learner, EmbeddingLearner) and getattr(learner, "distance", None) is None:
+        missing.append("distance")
+    if missing:
+        raise LearnerInterfaceError(
+            f"{type(learner).__name__} cannot be run as a learner: it has no {', '.join(missing)}. A learner has "
+            "check(train), fit(train, ctx) returning a methods.base.FitReport, embed(x) and a distance (a "
+            "pytorch-metric-learning distance); an EmbeddingLearner subclass gets check, embed and adapt, and "
+            "sets self.encoder and self.distance in its __init__ (methods/base.py: Learner, EmbeddingLearner)")
+
+
+def checked_report(learner: object, report: object) -> FitReport:
+    """``report`` when ``fit`` returned a FitReport; else a LearnerInterfaceError naming what it returned."""
+    if not isinstance(report, FitReport):
+        raise LearnerInterfaceError(
+            f"{type(learner).__name__}.fit returned {type(report).__name__}, not a methods.base.FitReport: end fit "
+            "with e.g. `return FitReport(iterations=steps, final_loss=last_loss)` (FitReport() for a learner that "
+            "does not train)")
+    return report
