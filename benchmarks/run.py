@@ -72,16 +72,31 @@ def build(node: DictConfig):
         raise
 
 
+def more_classes(cfg: DictConfig, side: str) -> str:
+    """How the ``side`` ("test", "train" or "validation") of the run's split gets more classes."""
+    share = "protocol.evaluator.split.test_classes"
+    held_out = OmegaConf.select(cfg, share, default=None) is not None  # a split that holds classes out by a share
+    if side == "test":
+        return f"hold out more classes for testing (a larger {share})" if held_out else \
+            "use data with more test classes"
+    if side == "validation":
+        return ("use data with more training classes (validation=true scores on classes held out of the training "
+                "side)")
+    return f"keep more classes for training (a smaller {share})" if held_out else "use data with more training classes"
+
+
 @contextlib.contextmanager
-def episodes_named(cfg: DictConfig, path: str, shots: str = "k_shot"):
+def episodes_named(cfg: DictConfig, path: str, shots: str = "k_shot", side: str = "train"):
     """An episode the split cannot give, raised inside, names the settings of the node at ``path`` as a user
-    sets them (``protocol.evaluator.n_query``; ``train_episode.k_shot`` where the learner's k_shot reads it):
-    learners and protocols know only their own parameters' names."""
+    sets them (``protocol.evaluator.n_query``; ``train_episode.k_shot`` where the learner's k_shot reads it),
+    and how the ``side`` of the split it draws from gets more classes: learners and protocols know only their
+    own parameters' names."""
     try:
         yield
     except EpisodeError as exc:
         names = {generic: setting_name(cfg, path, key)
                  for generic, key in (("n_way", "n_way"), ("k_shot", shots), ("n_query", "n_query"))}
+        names["more_classes"] = more_classes(cfg, side)
         named = exc.naming({k: v for k, v in names.items() if v is not None})
         raise named.with_traceback(exc.__traceback__) from None  # the record's traceback still shows the check
 
@@ -95,13 +110,14 @@ def prepare_split(cfg: DictConfig, protocol, transform=None) -> Split:
     if cfg.get("validation", False):  # tuning: train and score inside the training side only
         split = validation_split(split, validation_maker(protocol.split), seed=cfg.data_seed)
         try:
-            with episodes_named(cfg, "protocol.evaluator", shots="shots"):
+            with episodes_named(cfg, "protocol.evaluator", shots="shots", side="validation"):
                 protocol.check(split)
-        except ValueError as exc:
+        except ValueError as exc:  # an episode's message says what to change; another's gets the general advice
+            advice = "" if isinstance(exc, EpisodeError) else \
+                " Use data with more training classes, or ask for fewer (e.g. a smaller n_way)"
             raise SplitError(f"validation=true scores on part of the training side ({len(split.test)} samples of "
                              f"{len(split.test.present_classes)} classes), and the protocol cannot run there: "
-                             f"{str(exc).rstrip('.')}. "
-                             "Use data with more training classes, or ask for fewer (e.g. a smaller n_way)") from None
+                             f"{str(exc).rstrip('.')}.{advice}") from None
     if cfg.dataset.standardize:
         scale = Standardizer.fit(split.train.x) if transform is None else transform
         split = dataclasses.replace(split, train=scale(split.train), test=scale(split.test), transform=scale)
@@ -299,7 +315,7 @@ def execute(cfg: DictConfig) -> dict:
         protocol = build(cfg.protocol.evaluator)
         split = prepare_split(cfg, protocol, transform=saved.transform if saved is not None else None)
         record["split"] = split.describe() | {"test_index_sha": config_hash({"i": split.test_index.tolist()})}
-        with episodes_named(cfg, "protocol.evaluator", shots="shots"):
+        with episodes_named(cfg, "protocol.evaluator", shots="shots", side="test"):
             protocol.check(split)
         if saved is not None:
             same_split = checkpoints.check_unseen(saved, split.train_index, split.test_index, protocol.name)

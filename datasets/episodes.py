@@ -11,7 +11,10 @@ import torch
 from torch import Tensor
 
 
-GENERIC_NAMES = {"n_way": "n_way", "k_shot": "k_shot", "n_query": "n_query"}
+# The settings' names as a learner or protocol knows them, and what gives a side of the split more classes;
+# the runner names them as a user sets them (benchmarks.run.episodes_named).
+GENERIC_NAMES = {"n_way": "n_way", "k_shot": "k_shot", "n_query": "n_query",
+                 "more_classes": "use data with more classes on this side of the split"}
 
 
 class EpisodeError(ValueError):
@@ -75,7 +78,8 @@ def check_episode_shape(labels: Tensor, n_way: int, k_shot: int, n_query: int) -
     if n_way > present:
         raise EpisodeError.about_settings(
             f"{n_way}-way episodes need {n_way} classes but the split has {present}. "
-            f"Lower {{n_way}} to at most {present}, or hold out more classes."
+            + (f"Lower {{n_way}} to at most {present}, or {{more_classes}}." if present >= 2 else
+               "An episode needs at least 2: {more_classes}.")
         )
     need = k_shot + n_query
     eligible = int((counts >= need).sum())
@@ -83,11 +87,13 @@ def check_episode_shape(labels: Tensor, n_way: int, k_shot: int, n_query: int) -
         smallest = int(counts[counts > 0].min())
         nth = int(counts.sort(descending=True).values[n_way - 1])  # the n_way-th largest class: what fits
         fits = [f"{{n_query}}={nth - k_shot}"] if nth > k_shot else []
+        fits += [f"{{k_shot}} up to {nth - n_query}"] if nth > n_query and not fits else []  # shots: a list
         fits += [f"{{n_way}}={eligible}"] if eligible >= 2 else []
         raise EpisodeError.about_settings(
             f"{k_shot}-shot {n_query}-query episodes need {need} samples in each of {n_way} classes, "
             f"but only {eligible} classes have that many (the smallest class has {smallest}). "
-            "Lower {k_shot} or {n_query}, or lower {n_way}" + (f" ({' or '.join(fits)} fits)." if fits else ".")
+            "Lower {k_shot} or {n_query}" + (", or lower {n_way}" if eligible >= 2 else "")
+            + (f" ({' or '.join(fits)} fits)." if fits else ".")
         )
 
 

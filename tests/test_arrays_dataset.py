@@ -156,7 +156,7 @@ def _bad_files(tmp: Path):
     cases.append((npz("few.npz", x=np.random.default_rng(1).random((120, 4)), y=np.repeat(np.arange(10), 12)),
                   ["protocol=fewshot"], "5-shot 15-query episodes need 20 samples in each of 5 classes, but only 0 "
                   "classes have that many (the smallest class has 12). Lower protocol.evaluator.shots or "
-                  "protocol.evaluator.n_query, or lower protocol.evaluator.n_way (protocol.evaluator.n_query=7 fits)."))
+                  "protocol.evaluator.n_query (protocol.evaluator.n_query=7 fits)."))
     return cases
 
 

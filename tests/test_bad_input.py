@@ -136,8 +136,8 @@ def _failed(cfg, exc_type, match):
 
 @pytest.mark.parametrize("override,match", [
     ("protocol.evaluator.n_way=9", "9-way episodes need 9 classes but the split has 5"),
-    ("protocol.evaluator.shots=[500]", "Lower protocol.evaluator.shots or protocol.evaluator.n_query, or lower "
-                                       "protocol.evaluator.n_way."),
+    ("protocol.evaluator.shots=[500]", r"Lower protocol.evaluator.shots or protocol.evaluator.n_query "
+                                       r"\(protocol.evaluator.shots up to 164 fits\)\."),
 ])
 def test_impossible_episodes_fail_before_training(compose_cfg, override, match):
     record = _failed(compose_cfg("method=protonet", override), EpisodeError, match)
@@ -165,19 +165,17 @@ def test_impossible_training_episodes_fail_before_training(compose_cfg):
 
 @pytest.mark.parametrize("overrides,message", [
     (["method=protonet", "method.learner.n_query=500"],
-     "Lower method.learner.k_shot or method.learner.n_query, or lower method.learner.n_way "
-     "(method.learner.n_query=169 fits)."),
+     "Lower method.learner.k_shot or method.learner.n_query (method.learner.n_query=169 fits)."),
     # the judge's own settings, not the evaluated method's
     (["method=sdn", "protocol=set_generation", "method@protocol.judge=protonet", "protocol.judge.learner.n_query=500"],
-     "Lower protocol.judge.learner.k_shot or protocol.judge.learner.n_query, or lower protocol.judge.learner.n_way "
-     "(protocol.judge.learner.n_query=169 fits)."),
+     "Lower protocol.judge.learner.k_shot or protocol.judge.learner.n_query (protocol.judge.learner.n_query=169 "
+     "fits)."),
     # a learner whose episode reads the preset's train_episode: the setting it reads is named
     (["experiment=paper_protonet_mini_imagenet", "dataset=digits", "backbone=mlp", "protocol=fewshot"],
      "30-way episodes need 30 classes but the split has 5. Lower train_episode.n_way to at most 5"),
     (["experiment=paper_protonet_mini_imagenet", "dataset=digits", "backbone=mlp", "protocol=fewshot",
       "train_episode.n_way=5", "train_episode.k_shot=170"],
-     "Lower train_episode.k_shot or method.learner.n_query, or lower train_episode.n_way "
-     "(method.learner.n_query=4 fits)."),
+     "Lower train_episode.k_shot or method.learner.n_query (method.learner.n_query=4 fits)."),
 ])
 def test_an_episode_a_learner_cannot_train_on_names_the_settings_a_user_sets(compose_cfg, tmp_path, overrides, message):
     record = _failed(compose_cfg(*overrides, "budget.episodes=2", "fit_cache=false", f"run_dir={tmp_path / 'run'}"),

@@ -47,15 +47,19 @@ def test_episode_errors_name_the_fix():
     labels = torch.arange(4).repeat_interleave(6)
     with pytest.raises(EpisodeError, match="5-way episodes need 5 classes but the split has 4"):
         sample_episodes(labels, 5, 1, 1, 1, seed=0)
-    with pytest.raises(EpisodeError, match=r"Lower k_shot or n_query, or lower n_way \(n_query=1 fits\)\.$"):
+    with pytest.raises(EpisodeError, match=r"Lower k_shot or n_query \(n_query=1 fits\)\.$"):
         sample_episodes(labels, 2, 5, 2, 1, seed=0)
     uneven = torch.tensor([0] * 10 + [1] * 8 + [2] * 3 + [3] * 3)
     with pytest.raises(EpisodeError, match=r"only 2 classes have that many .* \(n_query=1 or n_way=2 fits\)\.$"):
         sample_episodes(uneven, 3, 2, 5, 1, seed=0)
     sample_episodes(uneven, 3, 2, 1, 1, seed=0)  # what the message offers does fit
     sample_episodes(uneven, 2, 2, 5, 1, seed=0)
-    with pytest.raises(EpisodeError, match=r"Lower k_shot or n_query, or lower n_way\.$"):  # nothing fits alone
-        sample_episodes(uneven, 3, 9, 1, 1, seed=0)
+    with pytest.raises(EpisodeError, match=r"Lower k_shot or n_query \(k_shot up to 2 fits\)\.$"):  # not n_way:
+        sample_episodes(uneven, 3, 9, 1, 1, seed=0)  # one class has 10 samples, and 3-way needs 2 more
+    sample_episodes(uneven, 3, 2, 1, 1, seed=0)
+    with pytest.raises(EpisodeError, match=r"but the split has 1\. An episode needs at least 2: use data with more "
+                                           r"classes on this side of the split\.$"):
+        sample_episodes(torch.zeros(6, dtype=torch.long), 2, 1, 1, 1, seed=0)
 
 
 def test_balanced_batches():
