@@ -276,9 +276,11 @@ BUILT = ("dataset.source", "dataset.train_transform", "protocol.evaluator", "met
 
 # The runner's own settings that no class takes, with the kinds they take (the device's name is checked here
 # too; the budget's values, the fit cache's folder and whether a GPU is there have checks of their own).
-RUN_SETTINGS = {"seed": [int], "data_seed": [int], "episode_seed": [int], "threads": [int, type(None)],
+# Seeds go to numpy's generators too, which take 0 to 2**32 - 1.
+_SEED = [_Bounded([int], (AtLeast(0), AtMost(2**32 - 1)))]
+RUN_SETTINGS = {"seed": _SEED, "data_seed": _SEED, "episode_seed": _SEED, "threads": [int, type(None)],
                 "validation": [bool], "progress": [bool], "skip_existing": [bool], "save_model": [bool],
-                "dataset.standardize": [bool], "protocol.judge_seed": [int], "precision": [PRECISIONS],
+                "dataset.standardize": [bool], "protocol.judge_seed": _SEED, "precision": [PRECISIONS],
                 "device": [str], "fit_cache": [bool]}
 
 
@@ -288,9 +290,17 @@ def check_run_arguments(cfg: DictConfig, learner: bool = True) -> None:
     refuse(run_argument_problems(cfg, learner))
 
 
+# Config groups of conf/ that other commands read: Hydra lists them in a run's --help, and +suite=... would
+# add a node no run reads (one default run would go ahead under the leaderboard's name).
+OTHER_COMMANDS = {"suite": "a leaderboard of conf/suite/ runs with python -m benchmarks.suite <name>",
+                  "tune": "a tuning plan of conf/tune/ runs with python -m benchmarks.tune <name>",
+                  "search_space": "a learner's search space (conf/search_space/) is read by python -m benchmarks.tune"}
+
+
 def run_argument_problems(cfg: DictConfig, learner: bool = True) -> list[str]:
     """What ``check_run_arguments`` refuses, one message per setting (each begins with the setting's name)."""
-    problems, reported = [], set()
+    problems = [f"{key} is not a setting of a run: {what}" for key, what in OTHER_COMMANDS.items() if key in cfg]
+    reported: set = set()
     for name, kinds in RUN_SETTINGS.items():
         if OmegaConf.select(cfg, name, default="<absent>") == "<absent>":
             continue

@@ -173,7 +173,7 @@ def test_every_refused_setting_is_named_at_once(compose_cfg, tmp_path):
         execute(cfg)
     assert str(info.value).splitlines() == [
         "6 settings are refused:",
-        "  - seed is 'x', but it takes a whole number",
+        "  - seed is 'x', but it takes a whole number of at least 0 and at most 4294967295",
         "  - precision is 'fp16', but it takes one of 'fp32', 'bf16'",
         "  - device is 'gpu', but the suite runs on device=auto (a GPU when one is visible), device=cpu, device=cuda "
         "or device=cuda:N",
@@ -356,14 +356,20 @@ def test_no_shipped_config_is_refused():
 
 @pytest.mark.parametrize("overrides,message", [
     (["dataset.standardize=maybe"], "dataset.standardize is 'maybe', but it takes true or false"),  # was taken as true
-    (["seed=abc"], "seed is 'abc', but it takes a whole number"),
-    (["data_seed=1.5"], "data_seed is 1.5, but it takes a whole number"),
+    (["seed=abc"], "seed is 'abc', but it takes a whole number of at least 0 and at most 4294967295"),
+    (["seed=-1"], "seed is -1, but it takes a whole number of at least 0 and at most 4294967295"),  # numpy's generators refused it, naming no setting
+    (["data_seed=1.5"], "data_seed is 1.5, but it takes a whole number of at least 0 and at most 4294967295"),
+    (["episode_seed=-3"], "episode_seed is -3, but it takes a whole number of at least 0 and at most 4294967295"),
     (["protocol=set_generation", "method=sdn", "protocol.judge_seed=abc"],
-     "protocol.judge_seed is 'abc', but it takes a whole number"),
+     "protocol.judge_seed is 'abc', but it takes a whole number of at least 0 and at most 4294967295"),
     (["save_model=1"], "save_model is 1, but it takes true or false"),
     (["precision=fp16"], "precision is 'fp16', but it takes one of 'fp32', 'bf16'"),  # a suite's plan reads this
     (["threads=0"], "threads is 0, but it takes a whole number of at least 1, or null (torch's default: the number "
                     "of cores)"),
+    (["+suite=leaderboard_smoke"], "suite is not a setting of a run: a leaderboard of conf/suite/ runs with python "
+                                   "-m benchmarks.suite <name>"),  # it ran one default run, saying nothing
+    (["+tune=tune_digits_knn"], "tune is not a setting of a run: a tuning plan of conf/tune/ runs with python -m "
+                                "benchmarks.tune <name>"),
     (["device=mps"], "device is 'mps', but the suite runs on device=auto (a GPU when one is visible), device=cpu, "
                      "device=cuda or device=cuda:N"),
 ])
