@@ -385,3 +385,12 @@ def draw_all(table: pd.DataFrame, roc: pd.DataFrame, out: Path) -> list[Path]:
             written += metric_panels(table, protocol, out)
     return written + k_sweeps(table, out) + noise_sweeps(table, out) + shot_curves(table, out) + \
         roc_curves(roc, table, out)
+
+
+if __name__ == "__main__":  # a library: the report draws the figures, with the tables they come from
+    import sys
+
+    print("the figures are drawn by the report: python -m benchmarks.report <study> writes "
+          "results/<study>/figures/*.png and *.pdf beside the tables (see python -m benchmarks.report --help)",
+          file=sys.stderr)
+    sys.exit(2)

@@ -14,3 +14,15 @@ def test_no_records_names_the_command_that_makes_them(tmp_path, capsys, study, c
     err = capsys.readouterr().err
     assert f"No records under {tmp_path / 'runs' / study}" in err and command in err
     assert ("experiment=" + study in err) == (study == "smoke_digits")  # never a preset that does not exist
+
+
+def test_the_figures_module_run_alone_points_at_the_report():
+    """``python -m benchmarks.figures`` (a library) exits 2 naming the command that draws the figures, rather
+    than exiting 0 having drawn nothing."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run([sys.executable, "-m", "benchmarks.figures", "smoke_digits"], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert done.returncode == 2 and "python -m benchmarks.report <study> writes results/<study>/figures/" in done.stderr
