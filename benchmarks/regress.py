@@ -28,10 +28,28 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from benchmarks.leaderboard import lower_is_better
-from benchmarks.records import write_csv_atomic
+from benchmarks.records import load_records, write_csv_atomic
 
 KEYS = ["dataset", "protocol", "method", "metric"]
 CONFIG = Path(__file__).resolve().parent.parent / "conf" / "regress.yaml"
+PRESETS = CONFIG.parent / "experiment"
+
+
+def thread_note(results: Path, study: str, presets: Path = PRESETS) -> str | None:
+    """A note when the study's runs used another CPU thread count than its preset pins (the count its reference
+    was made at): the count changes the order of floating-point sums, so a trained net's numbers move with it."""
+    preset = presets / f"{study}.yaml"
+    pinned = OmegaConf.load(preset).get("threads") if preset.is_file() else None
+    if pinned is None:
+        return None
+    used = [r.get("threads") for r in load_records(results / "runs" / study)[0] if r.get("status") == "ok"]
+    other = sorted({t for t in used if t is not None and t != pinned})
+    if not other:
+        return None
+    count = sum(t in other for t in used)
+    return (f"note: {count} of {len(used)} runs of {study} used threads={'/'.join(map(str, other))}, but its "
+            f"reference was made at threads={pinned} ({preset.name} pins it), and the thread count moves trained "
+            f"nets' numbers as a seed does; re-run at threads={pinned} to compare like with like")
 
 
 def compare(fresh: pd.DataFrame, reference: pd.DataFrame, settings: dict) -> pd.DataFrame:
@@ -83,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         return add_rows(fresh, reference, ref_path, settings)
     if args.also_accept:
         return accept_second(fresh, reference, ref_path)
+    note = thread_note(args.results, args.study)
+    if note is not None:
+        print(note)
     result = compare(fresh, reference, settings)
     bad = result[result["verdict"] != "ok"]
     counts = result["verdict"].value_counts()

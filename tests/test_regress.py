@@ -189,3 +189,25 @@ def test_committed_reference_covers_its_preset(study):
     protocols = str(params.protocol).split(",") if "protocol" in params else [cfg.protocol.name]
     assert set(ref["protocol"]) == set(protocols)
     assert cfg.study == study
+
+
+def test_runs_at_another_thread_count_than_the_preset_pins_are_noted(results, tmp_path, capsys):
+    """The reference was made at the preset's thread count; runs at another count (threads=1 on a busy machine)
+    move as a seed does, and the check says so beside its verdict."""
+    from benchmarks.records import RECORD_NAME, SCHEMA_VERSION, write_json_atomic
+    from benchmarks.regress import thread_note
+
+    presets = tmp_path / "presets"
+    presets.mkdir()
+    (presets / "s.yaml").write_text("threads: 2\n")
+    for seed, threads in enumerate([2, 1, 1]):
+        write_json_atomic(results / "runs" / "s" / f"seed{seed}" / RECORD_NAME,
+                          {"schema_version": SCHEMA_VERSION, "status": "ok", "threads": threads})
+    assert thread_note(results, "s", presets) == (
+        "note: 2 of 3 runs of s used threads=1, but its reference was made at threads=2 (s.yaml pins it), and the "
+        "thread count moves trained nets' numbers as a seed does; re-run at threads=2 to compare like with like")
+    (presets / "s.yaml").write_text("threads: 1\n")
+    assert thread_note(results, "s", presets).startswith("note: 1 of 3 runs of s used threads=2")
+    (presets / "s.yaml").write_text("study: s\n")  # a preset that pins no count: nothing to compare
+    assert thread_note(results, "s", presets) is None
+    assert thread_note(results, "no_such_preset", presets) is None
