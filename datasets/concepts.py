@@ -64,8 +64,10 @@ def check_concept_shape(labels: Tensor, set_size: int, outlier_fraction: float, 
     present = torch.nonzero(counts).flatten()
     needed_classes = 3 if polysemous else 2
     if len(present) < needed_classes:
+        fix = ("polysemous=false scores one-class concepts alone (they need 2), or " if polysemous and len(present) == 2
+               else "")
         raise ValueError(f"{'polysemous ' if polysemous else ''}concepts need {needed_classes} classes in {where}, "
-                         f"it has {len(present)}")
+                         f"it has {len(present)}: {fix}use data with more classes there")
     need = max(members_per_class(set_size, outlier_fraction, polysemous)) + spare
     short = present[counts[present] < need]
     if len(short):

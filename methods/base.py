@@ -200,3 +200,8 @@ def checked_report(learner: object, report: object) -> FitReport:
             "with e.g. `return FitReport(iterations=steps, final_loss=last_loss)` (FitReport() for a learner that "
             "does not train)")
     return report
+
+
+# A learner's check that finds too few classes on the training side says how to get more there.
+MORE_TRAINING_CLASSES = ("keep more classes for training (a smaller protocol.evaluator.split.test_classes, where "
+                         "the split holds classes out by a share) or use data with more classes")

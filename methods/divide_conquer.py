@@ -52,7 +52,7 @@ from torch import Tensor, nn
 from datasets.batches import balanced_batches
 from datasets.image_files import without_augmentation
 from datasets.labeled import LabeledData
-from methods.base import EmbeddingLearner, FitReport, RunContext
+from methods.base import MORE_TRAINING_CLASSES, EmbeddingLearner, FitReport, RunContext
 from methods.bounds import Count, FractionBelowOne, Positive, Steps
 from methods.training import optimise
 
@@ -170,7 +170,8 @@ class DivideAndConquer(EmbeddingLearner):
 
     def check(self, train: LabeledData) -> None:
         if int((train.counts() >= 2).sum()) < 2:
-            raise ValueError(f"{self.name} training needs at least two classes with two or more samples each")
+            raise ValueError(f"{self.name} training needs at least two classes with two or more samples each; the "
+                             f"training split has {int((train.counts() >= 2).sum())}: {MORE_TRAINING_CLASSES}")
         if len(train) < self.n_learners:
             raise ValueError(f"{self.name}: {self.n_learners} learners need at least as many training samples, "
                              f"the split has {len(train)}; lower method.learner.n_learners")

@@ -48,7 +48,7 @@ import torch
 from torch import Tensor, nn
 
 from datasets.labeled import LabeledData
-from methods.base import FitReport, RunContext
+from methods.base import MORE_TRAINING_CLASSES, FitReport, RunContext
 from methods.bounds import Count, NonNegative, Positive, Steps
 from methods.frozen import WIDE_RAW_INPUT, LinearMetricOnFeatures
 
@@ -320,7 +320,7 @@ class MMC(LinearMetricOnFeatures):
         counts = train.counts()
         if int((counts >= 2).sum()) < 1 or int((counts > 0).sum()) < 2:
             raise ValueError("MMC needs at least two classes and a class with two or more samples "
-                             "(similar and dissimilar pairs)")
+                             f"(similar and dissimilar pairs): {MORE_TRAINING_CLASSES}")
         n = len(train)
         if self.n_pairs is None and self.pairs_per_class_pair is None and n * (n - 1) // 2 > _ENUMERATE_LIMIT:
             raise ValueError(f"MMC with all pairs (n_pairs: null) on {n} samples would list "

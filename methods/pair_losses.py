@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from datasets.batches import balanced_batches
 from datasets.labeled import LabeledData
-from methods.base import EmbeddingLearner, FitReport, RunContext
+from methods.base import MORE_TRAINING_CLASSES, EmbeddingLearner, FitReport, RunContext
 from methods.bounds import Count, Steps
 from methods.training import optimise
 
@@ -43,7 +43,8 @@ class TupleLossNetwork(EmbeddingLearner):
     def check(self, train: LabeledData) -> None:
         counts = train.counts()
         if int((counts >= 2).sum()) < 2:
-            raise ValueError(f"{self.name} training needs at least two classes with two or more samples each")
+            raise ValueError(f"{self.name} training needs at least two classes with two or more samples each; the "
+                             f"training split has {int((counts >= 2).sum())}: {MORE_TRAINING_CLASSES}")
 
     def tuples(self, emb: Tensor, labels: Tensor, step: int) -> tuple[Tensor, ...]:
         """The indices tuple passed to the loss for one batch."""

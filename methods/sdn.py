@@ -65,7 +65,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from datasets.labeled import LabeledData
-from methods.base import EmbeddingLearner, FitReport, RunContext
+from methods.base import MORE_TRAINING_CLASSES, EmbeddingLearner, FitReport, RunContext
 from methods.bounds import Count, CountOrZero, NonNegative, Positive, Steps, TwoOrMore
 from methods.made import MADE
 from methods.set_codes import SetEncoder
@@ -184,8 +184,10 @@ class SetSampler:
         self.members = [m for m in members if len(m) >= self.need]
         if len(self.members) < 2:
             raise ValueError(f"SDN needs two training classes with at least max(set_sizes) + extra_members = "
-                             f"{self.need} samples each; the training split has {len(self.members)}. Lower "
-                             "method.learner.set_sizes or method.learner.extra_members")
+                             f"{self.need} samples each; the training split has {len(self.members)}. "
+                             + ("Lower method.learner.set_sizes or method.learner.extra_members, or "
+                                + MORE_TRAINING_CLASSES if len(members) >= 2  # smaller sets fit more classes
+                                else MORE_TRAINING_CLASSES[0].upper() + MORE_TRAINING_CLASSES[1:]))
         self.sets_per_step = min(int(sets_per_step), len(self.members))
         self.extra = int(extra_members)
         self.generator = torch.Generator().manual_seed(seed)

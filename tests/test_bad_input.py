@@ -352,3 +352,21 @@ def test_when_results_dir_and_the_output_folder_are_both_broken_each_is_named_wi
             "'${oc.env:SIMBENCH_NO_SUCH_DIR}/x' (\"Environment variable 'SIMBENCH_NO_SUCH_DIR' not found\"). "
             "Give both a folder") in done.stderr
     assert "Traceback" not in done.stderr and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("overrides,message", [
+    # wine's 3 classes: 1 left for training once half are held out
+    (["dataset=wine", "protocol=retrieval", "method=triplet"],
+     "triplet training needs at least two classes with two or more samples each; the training split has 1: keep "
+     "more classes for training (a smaller protocol.evaluator.split.test_classes"),
+    (["dataset=wine", "protocol=set_retrieval", "method=raw"],
+     "polysemous concepts need 3 classes in the test split (after max_per_class), it has 2: "
+     "protocol.evaluator.polysemous=false scores one-class concepts alone (they need 2), or use data with more "
+     "classes there"),
+    (["dataset=iris", "protocol=set_generation", "method=sdn"],  # smaller sets cannot make a second class
+     "the training split has 1. Keep more classes for training"),
+])
+def test_too_few_classes_on_a_side_names_what_gives_it_more(compose_cfg, overrides, message):
+    record = _failed(compose_cfg(*overrides), ValueError, None)
+    assert message in record["error"]["message"] and record["error"]["phase"] == "checks"
+    assert "fit_s" not in record["timings"]

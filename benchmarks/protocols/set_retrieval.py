@@ -109,7 +109,11 @@ class SetRetrievalProtocol:
             raise ValueError(f"repeats (defining sets per concept) must be at least 1, got {self.repeats}")
         labels = self._labels(split)
         for rho, poly in self.conditions():
-            check_concept_shape(labels, self.set_size, rho, poly, where="the test split (after max_per_class)")
+            try:
+                check_concept_shape(labels, self.set_size, rho, poly, where="the test split (after max_per_class)")
+            except ValueError as exc:  # the protocol's settings as a run sets them
+                raise ValueError(str(exc).replace("polysemous=false", "protocol.evaluator.polysemous=false")
+                                 .replace("lower set_size", "lower protocol.evaluator.set_size")) from None
 
     def _keep(self, split: Split, seed: int) -> Tensor:
         return cap_per_class(split.test.y, self.max_per_class, seed=seed)
