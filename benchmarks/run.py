@@ -313,6 +313,7 @@ def execute(cfg: DictConfig) -> dict:
         check_fit_cache_settings(cfg)
         seed_everything(cfg.seed)
         protocol = build(cfg.protocol.evaluator)
+        check_objective_name(cfg.get("objective"), protocol, record["protocol"])
         split = prepare_split(cfg, protocol, transform=saved.transform if saved is not None else None)
         record["split"] = split.describe() | {"test_index_sha": config_hash({"i": split.test_index.tolist()})}
         with episodes_named(cfg, "protocol.evaluator", shots="shots", side="test"):
@@ -489,6 +490,20 @@ def _on_sigterm(signum, frame):
     raise Terminated("terminated by SIGTERM (a time limit, a preemption or kill): re-run the sweep to finish it")
 
 
+class ObjectiveError(ValueError):
+    """``objective`` names no metric the run's protocol reports."""
+
+
+def check_objective_name(objective: str | None, protocol, label: str) -> None:
+    """Before any training: an ``objective`` the protocol cannot report (its ``metric_names``, where it knows them
+    from its settings alone) raises ObjectiveError, listing those it reports."""
+    names = getattr(protocol, "metric_names", None)
+    if objective is None or names is None or objective in names():
+        return
+    raise ObjectiveError(f"objective={objective} is not a metric of the {label} protocol; it reports "
+                         f"{', '.join(sorted(names()))}")
+
+
 def objective_value(record: dict, objective: str | None) -> float | None:
     """The mean of the metric ``objective`` in ``record`` (what a Hydra sweeper such as Optuna's optimises), or
     None without an objective. A name the protocol does not report raises, listing those it does."""
@@ -567,6 +582,8 @@ def main(cfg: DictConfig) -> float | None:
                 raise SystemExit(1) from None
             raise  # every trial of a search would fail alike: the sweep stops instead of scoring it the worst
         direction = _optuna_direction()
+        if isinstance(exc, ObjectiveError) and direction is not None:
+            raise  # every trial would fail alike: the search stops instead of scoring each the worst
         if objective is None or direction is None:
             if _single_run() and _said_enough(exc):
                 print(f"  (its traceback is in {getattr(exc, 'simbench_record', cfg.run_dir)}, under error.traceback)")

@@ -370,3 +370,12 @@ def test_too_few_classes_on_a_side_names_what_gives_it_more(compose_cfg, overrid
     record = _failed(compose_cfg(*overrides), ValueError, None)
     assert message in record["error"]["message"] and record["error"]["phase"] == "checks"
     assert "fit_s" not in record["timings"]
+
+
+def test_an_objective_the_protocol_does_not_report_fails_before_training(compose_cfg):
+    """A typo in objective= used to be found after training and evaluation (a KeyError, with a traceback)."""
+    from benchmarks.run import ObjectiveError
+
+    record = _failed(compose_cfg("method=triplet", "protocol=knn", "objective=knn_eror"), ObjectiveError,
+                     r"^objective=knn_eror is not a metric of the knn protocol; it reports knn_error$")
+    assert "fit_s" not in record["timings"] and record["error"]["phase"] == "checks"

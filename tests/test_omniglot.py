@@ -244,6 +244,7 @@ def test_oneshot_error_is_zero_when_test_items_copy_their_class(omni_root):
     result = protocol.evaluate(RawFeatures(), split, RunContext(progress=False), data_seed=0)
     m = result.metrics["oneshot_error"]
     assert m.mean == 0.0 and m.n == 3
+    assert sorted(result.metrics) == protocol.metric_names()  # what an objective is checked against
     runs = result.curves["oneshot_runs"]
     assert runs["run"].tolist() == ["run01", "run02", "run03"] and runs["error"].tolist() == [0.0] * 3
     table = result.curves["oneshot_vs_published"]

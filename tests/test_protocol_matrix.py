@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.run import execute
+from benchmarks.run import build, execute
 
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = sorted(p.stem for p in (ROOT / "conf" / "method").glob("*.yaml"))
@@ -16,8 +16,11 @@ PROTOCOLS = {"fewshot": {"acc_5w1s", "acc_5w5s"}, "retrieval": {"p_at_1", "map_a
 @pytest.mark.parametrize("protocol", sorted(PROTOCOLS))
 @pytest.mark.parametrize("method", METHODS)
 def test_method_under_protocol(compose_cfg, method, protocol):
-    record = execute(compose_cfg(f"method={method}", f"protocol={protocol}", "budget.iterations=15",
-                                 "budget.episodes=20", "study=matrix"))
+    cfg = compose_cfg(f"method={method}", f"protocol={protocol}", "budget.iterations=15", "budget.episodes=20",
+                      "study=matrix")
+    record = execute(cfg)
     assert record["status"] == "ok"
     assert PROTOCOLS[protocol] <= set(record["metrics"])
+    # the names an objective is checked against before training are the names evaluation reports
+    assert sorted(build(cfg.protocol.evaluator).metric_names()) == sorted(record["metrics"])
     assert all(0.0 <= m["mean"] <= 1.0 for m in record["metrics"].values())

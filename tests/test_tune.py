@@ -170,6 +170,15 @@ def test_a_base_whose_references_cannot_be_filled_in_is_refused_by_the_dry_run(t
         check_space(plan, "triplet", {})
 
 
+def test_an_objective_no_trial_can_report_stops_an_optuna_search(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "benchmarks.run", "-m", "hydra/sweeper=optuna", *BASE, "method=raw",
+                           "objective=knn_eror", "hydra.sweeper.direction=minimize", "hydra.sweeper.n_trials=2",
+                           f"results_dir={tmp_path}", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "objective=knn_eror is not a metric of the knn protocol" in done.stderr
+    assert "[trial failed]" not in done.stdout and not (tmp_path / "sweep" / "optimization_results.yaml").exists()
+
+
 def test_a_configuration_error_stops_an_optuna_search_instead_of_scoring_every_trial_the_worst(tmp_path):
     done = subprocess.run([sys.executable, "-m", "benchmarks.run", "-m", "hydra/sweeper=optuna", *BASE, "method=raw",
                            "objective=knn_error", "hydra.sweeper.direction=minimize", "hydra.sweeper.n_trials=2",

@@ -38,6 +38,11 @@ class FewShotProtocol:
     def check_learner(self, learner: Learner) -> None:
         require(learner, self.name, "embed", "adapt")
 
+    def metric_names(self) -> list[str]:
+        """The metrics ``evaluate`` reports, known from the settings alone (an objective is checked against them
+        before any training)."""
+        return [metric_name(self.n_way, k) for k in self.shots]
+
     def check(self, split: Split) -> None:
         for k in sorted(self.shots, reverse=True):  # the largest first: a fix it names fits every shot
             check_episode_shape(split.test.y, self.n_way, k, self.n_query)

@@ -36,6 +36,11 @@ class KNNProtocol:
     def check_learner(self, learner: Learner) -> None:
         require(learner, self.name, "embed", "distance")
 
+    def metric_names(self) -> list[str]:
+        """The metrics ``evaluate`` reports, known from the settings alone (an objective is checked against them
+        before any training)."""
+        return ["knn_error"]
+
     def check(self, split: Split) -> None:
         if len(split.train) < self.k:
             raise ValueError(f"k-NN with k={self.k} needs at least {self.k} training samples")

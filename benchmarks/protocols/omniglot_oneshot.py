@@ -112,6 +112,11 @@ class OmniglotOneShotProtocol:
     def check_learner(self, learner: Learner) -> None:
         require(learner, self.name, "embed", "adapt")
 
+    def metric_names(self) -> list[str]:
+        """The metrics ``evaluate`` reports, known from the settings alone (an objective is checked against them
+        before any training)."""
+        return ["oneshot_error"]
+
     def runs_path(self) -> Path:
         return locate(self.root, [RUNS_FILE], self.download, "protocol.evaluator")[RUNS_FILE]
 

@@ -54,6 +54,12 @@ class RetrievalProtocol:
     def check_learner(self, learner: Learner) -> None:
         require(learner, self.name, "embed", "distance")
 
+    def metric_names(self) -> list[str]:
+        """The metrics ``evaluate`` reports, known from the settings alone (NMI where ``nmi`` is on; a test set over ``nmi_max_samples`` skips it; an objective is checked against them
+        before any training)."""
+        return ["p_at_1", "r_precision", "map_at_r", *(f"recall_at_{k}" for k in self.recall_ks),
+                *(["nmi"] if self.nmi else [])]
+
     def check(self, split: Split) -> None:
         roles = read_test_roles(split)
         if roles is None:

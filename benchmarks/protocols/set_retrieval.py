@@ -100,6 +100,11 @@ class SetRetrievalProtocol:
     def check_learner(self, learner: Learner) -> None:
         require(learner, self.name, "embed", "adapt")
 
+    def metric_names(self) -> list[str]:
+        """The metrics ``evaluate`` reports, known from the settings alone (an objective is checked against them
+        before any training)."""
+        return [metric_name(rho, poly) for rho, poly in self.conditions()]
+
     def conditions(self) -> list[tuple[float, bool]]:
         kinds = (False, True) if self.polysemous else (False,)
         return [(rho, poly) for poly in kinds for rho in self.outlier_fractions]

@@ -38,6 +38,11 @@ class VerificationProtocol:
     def check_learner(self, learner: Learner) -> None:
         require(learner, self.name, "embed", "distance")
 
+    def metric_names(self) -> list[str]:
+        """The metrics ``evaluate`` reports, known from the settings alone (an objective is checked against them
+        before any training)."""
+        return ["auc", "eer", *(far_name(far) for far in self.fars)]
+
     max_samples: Count = 20000  # all pairs of n samples are scored at once: n x n similarities in memory
 
     def check(self, split: Split) -> None:
