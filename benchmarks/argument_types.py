@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections.abc
 import inspect
+import logging
 import re
 import types
 import typing
@@ -350,6 +351,19 @@ def refuse(problems: list[str]) -> None:
         raise ArgumentTypeError(f"{len(problems)} settings are refused:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
+def _imported(path: str) -> tuple[object | None, str | None]:
+    """The object a ``_target_`` names, or None and why it cannot be imported, in one line (Hydra's
+    ``get_object`` also logs the failure; it is said once, here, with the setting's name)."""
+    logger = logging.getLogger("hydra.utils")
+    quiet, logger.disabled = logger.disabled, True
+    try:
+        return get_object(path), None
+    except Exception as exc:  # noqa: BLE001 - any import failure is the user's to fix
+        return None, " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    finally:
+        logger.disabled = quiet
+
+
 def _problems(node) -> list[str]:
     """What is wrong with the settings under ``node``, one message each."""
     if isinstance(node, ListConfig):
@@ -360,10 +374,9 @@ def _problems(node) -> list[str]:
     target_path = node.get("_target_")
     parameters = None
     if isinstance(target_path, str):
-        try:
-            target = get_object(target_path)
-        except Exception:
-            target = None  # Hydra names a target it cannot import when it builds the node
+        target, cause = _imported(target_path)
+        if cause is not None:
+            problems.append(f"{node._get_full_key('_target_')} is {target_path!r}, which cannot be imported: {cause}")
         parameters = _parameters(target) if target is not None else None
     for key in node:
         if not isinstance(key, str) or key.startswith("_"):

@@ -320,6 +320,9 @@ def test_a_wrong_setting_is_refused_before_the_data_set_is_read(compose_cfg, tmp
     (["method=protonet", "+method.learner.optimizer.betas=[2.0,0.999]"], ArgumentTypeError,
      "method.learner.optimizer.betas is the list [2.0, 0.999], but Adam's betas takes a list of 2 numbers of at "
      "least 0 and below 1"),
+    (["method=protonet", "method.learner._target_=methods.protonet.PrototypicalNetworkk"], ArgumentTypeError,
+     "method.learner._target_ is 'methods.protonet.PrototypicalNetworkk', which cannot be imported: Error loading "
+     "'methods.protonet.PrototypicalNetworkk': ModuleNotFoundError("),  # once, named (Hydra logged it twice)
     (["method=protonet", "+method.learner.optimizer.betas=[0.9]"], ArgumentTypeError,  # torch unpacks a pair
      "method.learner.optimizer.betas is the list [0.9], but Adam's betas takes a list of 2 numbers of at least 0 "
      "and below 1"),
