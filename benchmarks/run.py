@@ -576,7 +576,10 @@ def main(cfg: DictConfig) -> float | None:
     try:
         record = execute(cfg)
     except Exception as exc:  # noqa: BLE001 - the record says failed; an Optuna trial then fails alone
-        if isinstance(exc, ConfigResolutionError):  # found before any record was written: none to point at
+        # found before any record was written (a config that cannot be filled in, a from_run folder that holds
+        # no saved run): none to point at
+        if isinstance(exc, ConfigResolutionError) or (isinstance(exc, checkpoints.CheckpointError)
+                                                      and not hasattr(exc, "simbench_phase")):
             if _single_run():
                 print(f"[failed] {exc}", file=sys.stderr)
                 raise SystemExit(1) from None

@@ -157,3 +157,15 @@ def test_a_saved_run_whose_data_file_changed_is_refused(compose_cfg, tmp_path):
     np.savez(path, x=digits.data[::-1], y=digits.target[::-1])
     with pytest.raises(checkpoints.CheckpointError, match=r"mine.npz changed since the saved run"):
         execute(compose_cfg(f"from_run={source}", "protocol=retrieval", "threads=1"))
+
+
+def test_a_from_run_folder_that_holds_no_run_is_one_line_on_the_command_line(tmp_path):
+    """Found before any record is written: the one [failed] line names the folder and what to give, without
+    Hydra's traceback, and the run exits 1 having written nothing."""
+    cli = subprocess.run([sys.executable, "-m", "benchmarks.run", f"from_run={tmp_path / 'nowhere'}",
+                          "protocol=retrieval", f"results_dir={tmp_path / 'results'}", "hydra/job_logging=none",
+                          "hydra/hydra_logging=none"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 1
+    assert cli.stderr.startswith(f"[failed] {tmp_path / 'nowhere'}: there is no such folder; give the folder of a "
+                                 "finished run"), cli.stderr
+    assert "Traceback" not in cli.stderr and not (tmp_path / "results" / "runs").exists()
