@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
+from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
@@ -56,14 +57,29 @@ def _check(config: DictConfig, key: str) -> None:
     raise SystemExit(1) from None
 
 
+def _make(config: DictConfig, key: str) -> None:
+    """Make the output folder now (Hydra makes it next): one that cannot be made (a read-only place, a file in
+    the way) is one [failed] line naming results_dir, not an OSError traceback from inside Hydra."""
+    folder = OmegaConf.select(config, key)
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"[failed] Hydra's output folder {folder} ({key}, under results_dir={config.get('results_dir')!r}) "
+              f"cannot be made: {exc.strerror or exc}. Give results_dir a folder you can write to",
+              file=sys.stderr)
+        raise SystemExit(1) from None
+
+
 class OutputFolderCheck(Callback):
-    """Refuse a run or sweep whose output folder cannot be filled in, before Hydra makes it."""
+    """Refuse a run or sweep whose output folder cannot be filled in or made, before Hydra makes it."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         _check(config, "hydra.run.dir")
+        _make(config, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         _check(config, "hydra.sweep.dir")
+        _make(config, "hydra.sweep.dir")
 
 
 class SweepCollisionCheck(Callback):

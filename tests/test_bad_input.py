@@ -89,6 +89,20 @@ def test_a_hydra_output_folder_that_cannot_be_filled_in_is_named_itself(tmp_path
     assert done.returncode == 1 and "results_dir is 'results'. Give hydra.run.dir a folder" in done.stderr
 
 
+@pytest.mark.parametrize("multirun", [False, True])
+def test_a_results_dir_that_cannot_be_made_is_one_clear_line(tmp_path, multirun):
+    """A file where results_dir's folder should be: Hydra's mkdir raised an OSError traceback."""
+    (tmp_path / "a_file").write_text("")
+    done = subprocess.run([sys.executable, "-m", "benchmarks.run", *(["-m", "seed=0,1"] if multirun else []),
+                           f"results_dir={tmp_path / 'a_file' / 'results'}", "method=raw", "protocol=knn"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"[failed] Hydra's output folder {tmp_path / 'a_file' / 'results'}/hydra/")
+    assert (f"(hydra.{'sweep' if multirun else 'run'}.dir, under results_dir='{tmp_path / 'a_file' / 'results'}') "
+            "cannot be made: Not a directory. Give results_dir a folder you can write to") in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr and "[ok]" not in done.stdout
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["dataset=digits", "+method.learner.note=${nowhere}"],
      r"cannot be filled in at method\.learner\.note: Interpolation key 'nowhere' not found; check the overrides"),
