@@ -133,7 +133,7 @@ def test_every_learner_sees_the_same_sets():
 
 def test_a_defining_set_larger_than_a_class_is_a_clear_error():
     protocol = SetRetrievalProtocol(set_size=60, outlier_fractions=(0.0,), polysemous=False)
-    with pytest.raises(ValueError, match="lower set_size"):
+    with pytest.raises(ValueError, match="lower protocol.evaluator.set_size or use more samples per class"):
         protocol.check(_split(spread=2.0, per_class=40))
 
 

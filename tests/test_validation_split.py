@@ -42,7 +42,9 @@ def test_validation_run_has_its_own_protocol_name_and_folder(compose_cfg):
 def test_validation_that_cannot_hold_the_episodes_fails_before_training(compose_cfg):
     # digits: 5 training classes, of which the validation side holds 2 or 3; 5-way episodes cannot be drawn
     cfg = compose_cfg("method=protonet", "protocol=fewshot", "validation=true", *SMALL)
-    with pytest.raises(SplitError, match="validation=true.*smaller n_way"):
+    with pytest.raises(SplitError, match=r"validation=true.*Lower protocol\.evaluator\.n_way to at most [23], or use "
+                                         r"data with more training classes \(validation=true scores on classes held "
+                                         r"out of the training side\)\.$"):
         execute(cfg)
     record = read_record(Path(cfg.run_dir) / "record.json")
     assert record["status"] == "failed" and "fit" not in record  # nothing was trained
