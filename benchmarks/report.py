@@ -72,9 +72,11 @@ class MixedSettingsError(ValueError):
     """The seeds of one table row were trained or scored with different settings."""
 
 
-# What may differ between the seeds of one row: the seed itself, where the data lies on each machine, and how
-# the run was placed (device, CPU threads: they move a trained net as a seed does, not what is compared).
-_PER_SEED = frozenset({"seed", "threads", "device", "data_root"})
+# What may differ between the seeds of one row: the seed itself, the saved run a re-evaluation loads (one per
+# seed) and its model's digest, how the run was placed (device, CPU threads: they move a trained net as a seed
+# does, not what is compared), and where each machine keeps the data and whether it may fetch it (any key
+# ending in "root": data_root, a source's root or download_root; "download").
+_PER_SEED = frozenset({"seed", "threads", "device", "from_run", "from_run_model_sha256", "download"})
 
 
 def _flat(config: dict, prefix: str = "") -> dict:
@@ -82,7 +84,7 @@ def _flat(config: dict, prefix: str = "") -> dict:
     for key, value in config.items():
         if isinstance(value, dict):
             out |= _flat(value, f"{prefix}{key}.")
-        elif key not in _PER_SEED and key != "root":
+        elif key not in _PER_SEED and not key.endswith("root"):
             out[f"{prefix}{key}"] = value
     return out
 

@@ -5,11 +5,18 @@ any other setting (``method.learner.optimizer.lr=1e-4,3e-4,1e-3``, ``backbone=ml
 value's run into one folder, each replacing the last, and the table would show one row holding the last
 value alone. Before Hydra launches a sweep of its basic sweeper (the grid), each swept key's values are
 composed with the others' first values and the folders compared; two values that share one are refused,
-with the fix. A value that cannot be composed is left to its own run to report.
+with the fix. Settings (keys that are not config groups) can also collide only together (``data_seed=1
+episode_seed=1`` writes where ``0, 0`` does: the folder names the episode seed only where it differs from
+the split's), so every combination of the swept settings is filled into the config composed once. A value
+that cannot be composed is left to its own run to report, and a re-evaluation of saved runs (``from_run``:
+the saved run gives its seed and method) is not judged here.
 """
 from __future__ import annotations
 
 import contextlib
+import copy
+import itertools
+from pathlib import Path
 from typing import NamedTuple
 
 from hydra import compose
@@ -18,6 +25,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 _PARSER = OverridesParser.create()
+CONF = Path(__file__).resolve().parent.parent / "conf"
 _GRID = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
@@ -56,11 +64,15 @@ def as_job(cfg: DictConfig):
         hydra_config.cfg = previous
 
 
-def _composed(overrides: list[str]) -> DictConfig | None:
-    """A job's config with its run folder filled in as Hydra fills it in for the job; None where it cannot
-    be composed."""
+def _composed(overrides: list[str], fill: bool = True) -> DictConfig | None:
+    """A job's config with its run folder filled in (``fill``) as Hydra fills it in for the job; None where it
+    cannot be composed."""
     try:
         cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+        if cfg.get("from_run") is not None:  # the saved run gives the seed and method (checkpoints.adopt)
+            return None
+        if not fill:
+            return cfg
         with as_job(cfg):
             cfg.run_dir = str(OmegaConf.select(cfg, "run_dir", throw_on_resolution_failure=True))
             cfg.method.name = str(cfg.method.name)  # both kept filled in once the sweep's Hydra settings are back
@@ -91,6 +103,7 @@ def grid_collisions(shared: list[str], grid: dict[str, list[str]]) -> list[Colli
     Hydra's global config search path: inside a run, or ``initialize_config_dir``)."""
     firsts = {k: f"{k}={values[0]}" for k, values in grid.items()}
     found = []
+    methods_swept = len(set(grid.get("method", []))) > 1
     for key, values in grid.items():
         if len(set(values)) < 2:
             continue
@@ -102,10 +115,46 @@ def grid_collisions(shared: list[str], grid: dict[str, list[str]]) -> list[Colli
                 continue
             folder = str(cfg.run_dir)
             if folder in seen:
-                found.append(Collision(key, seen[folder], value, folder, cfg, len(set(grid.get("method", []))) > 1))
+                found.append(Collision(key, seen[folder], value, folder, cfg, methods_swept))
                 break
             seen[folder] = value
+    settings = {k: list(dict.fromkeys(v)) for k, v in grid.items() if len(set(v)) > 1 and not _is_group(k)}
+    if not found and len(settings) >= 2:
+        found += _settings_together(shared, firsts, settings, methods_swept)
     return found
+
+
+def _is_group(key: str) -> bool:
+    """A config group (method, backbone, hydra/launcher), which only composing can fill in."""
+    name = key.lstrip("+~").split("@")[0]
+    return "/" in name or ("." not in name and (CONF / name).is_dir())
+
+
+def _settings_together(shared: list[str], firsts: dict[str, str], settings: dict[str, list[str]],
+                       methods_swept: bool, limit: int = 4096) -> list[Collision]:
+    """Every combination of the swept settings (up to ``limit``), filled into the config composed once with
+    the groups at their first values; the first two combinations that share a folder."""
+    base = _composed([*shared, *firsts.values()], fill=False)
+    if base is None:
+        return []
+    keys = list(settings)
+    seen: dict[str, tuple] = {}
+    for combo in itertools.islice(itertools.product(*settings.values()), limit):
+        cfg = copy.deepcopy(base)
+        try:
+            for key, value in zip(keys, combo):
+                OmegaConf.update(cfg, key.lstrip("+"), _PARSER.parse_override(f"{key}={value}").value(),
+                                 force_add=True)
+            with as_job(cfg):
+                folder = str(OmegaConf.select(cfg, "run_dir", throw_on_resolution_failure=True))
+                cfg.method.name = str(cfg.method.name)
+        except Exception:  # noqa: BLE001 - a value its own run will refuse
+            continue
+        if folder in seen:
+            shown = [" ".join(f"{k}={v}" for k, v in zip(keys, c)) for c in (seen[folder], combo)]
+            return [Collision(" and ".join(keys), *shown, folder, cfg, methods_swept)]
+        seen[folder] = combo
+    return []
 
 
 def _fix(collision: Collision) -> str:
@@ -120,8 +169,15 @@ def _fix(collision: Collision) -> str:
         # where the sweep also sweeps the method, each job's name comes from its own choice of method
         name = "${hydra:runtime.choices.method}" if collision.methods_swept else cfg.method.name
         return f"To sweep {key}, put its value in the method's name: 'method.name={name}_{value}'"
+    if " and " in key:  # settings that collide together: the folder names neither
+        return (f"To sweep {key} together, run the combinations that share a folder as studies of their own "
+                f"(e.g. {collision.second} study={cfg.study}_2), or put one of the values in the method's name")
     return (f"To sweep {key}, run each value as its own study: {key}={collision.first} "
             f"study={cfg.study}_{collision.first}, then {key}={collision.second} study={cfg.study}_{collision.second}")
+
+
+def _shown(collision: Collision, value: str) -> str:
+    return value if " and " in collision.key else f"{collision.key}={value}"
 
 
 def refusal(found: list[Collision]) -> str | None:
@@ -129,6 +185,7 @@ def refusal(found: list[Collision]) -> str | None:
     if not found:
         return None
     return ("this sweep would write several runs into one record folder, each replacing the last: "
-            + "; ".join(f"{c.key}={c.first} and {c.key}={c.second} would both write {c.folder}" for c in found)
+            + "; ".join(f"{_shown(c, c.first)} and {_shown(c, c.second)} would both write {c.folder}"
+                        for c in found)
             + ". A run's folder is named by its study, data set, protocol, method name and seed. "
             + " ".join(f"{_fix(c)}." for c in found))

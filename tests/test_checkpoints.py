@@ -169,3 +169,23 @@ def test_a_from_run_folder_that_holds_no_run_is_one_line_on_the_command_line(tmp
     assert cli.stderr.startswith(f"[failed] {tmp_path / 'nowhere'}: there is no such folder; give the folder of a "
                                  "finished run"), cli.stderr
     assert "Traceback" not in cli.stderr and not (tmp_path / "results" / "runs").exists()
+
+
+def test_a_sweep_over_saved_runs_of_several_seeds_runs_and_reports_one_row(compose_cfg, tmp_path):
+    """Each saved run gives its own seed (and so its own folder): the sweep's folder check leaves from_run
+    sweeps to that, and the table averages the seeds, whose from_run differs by nature."""
+    from benchmarks.report import build
+
+    results = tmp_path / "results"
+    folders = [tmp_path / f"saved{seed}" for seed in (0, 1)]
+    for seed, folder in enumerate(folders):
+        execute(compose_cfg("method=protonet", "protocol=fewshot", f"seed={seed}", *FAST, f"results_dir={results}",
+                            f"run_dir={folder}"))
+    cli = subprocess.run([sys.executable, "-m", "benchmarks.run", "-m", f"from_run={folders[0]},{folders[1]}",
+                          "protocol=retrieval", "study=again", f"results_dir={results}", "threads=1",
+                          "hydra/job_logging=none", "hydra/hydra_logging=none", "progress=false"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    assert build("again@checkpoint", results) == 0
+    table = (results / "again@checkpoint" / "leaderboard.md").read_text()
+    assert "| protonet |       2 |" in table

@@ -154,3 +154,22 @@ def test_a_sweep_whose_runs_would_share_a_record_folder_is_refused_before_any_ru
                   "threads=1", *SMALL)
     assert done.returncode == 0, done.stderr[-3000:]
     assert _methods(tmp_path, "lrs") == [("triplet_lr0.0001", "ok"), ("triplet_lr0.001", "ok")]
+
+
+def test_settings_that_collide_only_together_are_found():
+    """The folder names the episode seed only where it differs from the split's: data_seed=1 episode_seed=1
+    writes where 0, 0 does, though each key alone changes the folder; every combination of swept settings is
+    checked (the groups at their first values), and episode seeds over training seeds pass."""
+    from hydra import initialize_config_dir
+
+    from benchmarks.sweep_collisions import grid_collisions, refusal
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        shared = ["method=raw", "protocol=knn", "study=ds"]
+        found = grid_collisions(shared, {"data_seed": ["0", "1"], "episode_seed": ["0", "1"]})
+        assert [(c.key, c.first, c.second) for c in found] == [
+            ("data_seed and episode_seed", "data_seed=0 episode_seed=0", "data_seed=1 episode_seed=1")]
+        assert refusal(found).startswith("this sweep would write several runs into one record folder, each "
+                                         "replacing the last: data_seed=0 episode_seed=0 and data_seed=1 "
+                                         "episode_seed=1 would both write results/runs/ds/digits/knn/raw/seed0.")
+        assert grid_collisions(shared, {"episode_seed": ["1", "2"], "seed": ["0", "1"]}) == []
