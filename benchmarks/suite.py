@@ -32,7 +32,7 @@ from omegaconf import OmegaConf
 from benchmarks import named_yaml, regress, report
 from benchmarks.hydra_messages import one_line
 from benchmarks.records import atomic_write, load_records
-from benchmarks.sweep_collisions import as_job, grid_collisions, refusal
+from benchmarks.sweep_collisions import as_job, grid_collisions, refusal, sweep_values
 from benchmarks.run import check_run_settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,17 +61,6 @@ def load_suite(name: str, conf: Path = CONF) -> dict:
 
 
 _PARSER = OverridesParser.create()
-
-
-def _sweep_values(key: str, value) -> list[str]:
-    """The values a sweep of ``key`` takes, as Hydra reads them: ``raw,lmnn``, ``range(0,3)``,
-    ``choice(1e-3,1e-2)``, groups of settings ``{n_way:30,k_shot:1},{n_way:20,k_shot:5}``; a single value alone."""
-    if value is None:
-        return []
-    override = _PARSER.parse_override(f"{key}={value}")
-    if override.is_sweep_override():
-        return list(override.sweep_string_iterator())
-    return [override.get_value_element_as_str()]
 
 
 def check_member(member: dict, overrides: list[str], conf: Path = CONF,
@@ -106,18 +95,23 @@ def check_member(member: dict, overrides: list[str], conf: Path = CONF,
             params.pop(override.partition("=")[0], None)
         params |= swept
         study = cfg.study
-        grid = {g: _sweep_values(g, params[g]) for g in SWEPT_GROUPS if g in params}
+        grid = {g: sweep_values(g, params[g]) for g in SWEPT_GROUPS if g in params}
         firsts = {g: values[0] for g, values in grid.items()}
+
+        seen: dict[tuple, dict] = {}  # each choice composed once (the groups' first values come up again)
 
         def checked(choice: list[str]) -> dict:
             """The member's config with ``choice``, composed and checked as a run checks it before reading data
             (as its job: ``${hydra:runtime.choices.method}`` is its own method); the names its records carry."""
+            if tuple(choice) in seen:
+                return seen[tuple(choice)]
             try:
                 one = compose("config", overrides=base + choice, return_hydra_config=True)
                 with as_job(one):
                     job = OmegaConf.masked_copy(one, [k for k in one if k != "hydra"])
                     check_run_settings(job)
-                    return {g: str(job[g].name) for g in ("dataset", "protocol", "method")}
+                    seen[tuple(choice)] = {g: str(job[g].name) for g in ("dataset", "protocol", "method")}
+                    return seen[tuple(choice)]
             except Exception as exc:  # Hydra's errors name the bad key or option; ours the setting
                 where = f", {' '.join(choice)}" if choice else ""
                 raise SuiteError(f"{label}{where}: {one_line(exc)}") from None
@@ -133,15 +127,15 @@ def check_member(member: dict, overrides: list[str], conf: Path = CONF,
                 if group in names:
                     names[group].add(one[group])
         for key in params.keys() - set(SWEPT_GROUPS):  # a swept setting: each value, the groups at their first
-            for value in _sweep_values(key, params[key]):
+            for value in sweep_values(key, params[key]):
                 checked([*(f"{g}={v}" for g, v in firsts.items()), f"{key}={value}"])
-        shared = refusal(grid_collisions(base, {k: _sweep_values(k, v) for k, v in params.items()}))
+        shared = refusal(grid_collisions(base, {k: sweep_values(k, v) for k, v in params.items()}))
         if shared is not None:  # two of its runs would write one record folder
             raise SuiteError(f"{label}: {shared}")
     runs = 1
     for key, value in params.items():
-        runs *= len(_sweep_values(key, value))
-    seeds = set(_sweep_values("seed", params["seed"])) if "seed" in params else {str(cfg.seed)}
+        runs *= len(sweep_values(key, value))
+    seeds = set(sweep_values("seed", params["seed"])) if "seed" in params else {str(cfg.seed)}
     keys = {(d, p, m, s) for d in names["dataset"] for p in names["protocol"] for m in names["method"] for s in seeds}
     return {"experiment": experiment, "study": study, "runs": runs, "keys": keys}
 

@@ -44,11 +44,17 @@ def sweep_grid(config: DictConfig) -> tuple[list[str], dict[str, list[str]]]:
             params[key] = line.partition("=")[2]  # as written: Hydra's parser reads it again below
         else:
             shared.append(line)
-    grid = {}
-    for key, value in params.items():
-        override = _PARSER.parse_override(f"{key}={value}")
-        grid[key] = list(override.sweep_string_iterator()) if override.is_sweep_override() else [value]
-    return shared, grid
+    return shared, {key: sweep_values(key, value) for key, value in params.items()}
+
+
+def sweep_values(key: str, value) -> list[str]:
+    """The values a sweep of ``key`` takes, as Hydra reads them: ``raw,lmnn``, ``range(0,3)``,
+    ``choice(1e-3,1e-2)``, groups of settings ``{n_way:30,k_shot:1},{n_way:20,k_shot:5}``; a single value alone,
+    as written (a ``${...}`` in it is the job's to fill in)."""
+    if value is None:
+        return []
+    override = _PARSER.parse_override(f"{key}={value}")
+    return list(override.sweep_string_iterator()) if override.is_sweep_override() else [str(value)]
 
 
 @contextlib.contextmanager
@@ -163,15 +169,15 @@ def _fix(collision: Collision) -> str:
     if key == "method":  # method.name was given one value for every method
         return ("To sweep method, leave method.name to each method's config, or build it from the job's choice: "
                 "'method.name=${hydra:runtime.choices.method}_<what else differs>'")
+    if " and " in key:  # settings that collide together: the folder names neither
+        return (f"To sweep {key} together, run the combinations that share a folder as studies of their own "
+                f"(e.g. {collision.second} study={cfg.study}_2), or put one of the values in the method's name")
     named = OmegaConf.select(cfg, f"{key}.name", default=None) if "." not in key else None
     if "." in key or isinstance(named, str):
         value = f"{key.rsplit('.', 1)[-1]}${{{key}}}" if "." in key else f"${{{key}.name}}"
         # where the sweep also sweeps the method, each job's name comes from its own choice of method
         name = "${hydra:runtime.choices.method}" if collision.methods_swept else cfg.method.name
         return f"To sweep {key}, put its value in the method's name: 'method.name={name}_{value}'"
-    if " and " in key:  # settings that collide together: the folder names neither
-        return (f"To sweep {key} together, run the combinations that share a folder as studies of their own "
-                f"(e.g. {collision.second} study={cfg.study}_2), or put one of the values in the method's name")
     return (f"To sweep {key}, run each value as its own study: {key}={collision.first} "
             f"study={cfg.study}_{collision.first}, then {key}={collision.second} study={cfg.study}_{collision.second}")
 

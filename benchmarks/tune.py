@@ -245,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--readme", type=Path, default=None,
                         help="rewrite this README's block between <!-- leaderboard:<study> --> markers")
-    parser.add_argument("--dry-run", action="store_true", help="check the plan, the search spaces and (by one untrained run in a temporary folder) "
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check the plan, the search spaces and (by one untrained run in a temporary folder) "
                              "the validation split and the objective; train nothing, keep nothing")
     parser.add_argument("--n-trials", type=int, default=None,
                         help="trials per learner instead of the plan's (the same for every learner; for a quick try)")
