@@ -13,16 +13,22 @@ def _split_tag(validation) -> str:
 OmegaConf.register_new_resolver("split_tag", _split_tag, replace=True)
 
 
+DEFAULT_DATA_SEED = "0"  # conf/config.yaml's data_seed: its runs' folders and protocol names carry no tag
+
+
 def episode_tag(episode_seed, data_seed) -> str:
-    """``@episodes<k>`` when the evaluation draws its episodes / queries with a seed other than the split's."""
-    return "" if str(episode_seed) == str(data_seed) else f"@episodes{episode_seed}"
+    """``@split<k>`` for a split drawn with another data seed than the default (so a sweep over data seeds
+    keeps each split's runs, and a leaderboard row never averages over two splits), then ``@episodes<k>``
+    when the evaluation draws its episodes / queries with a seed other than the split's."""
+    split = "" if str(data_seed) == DEFAULT_DATA_SEED else f"@split{data_seed}"
+    return split + ("" if str(episode_seed) == str(data_seed) else f"@episodes{episode_seed}")
 
 
 def _checkpoint_tag(from_run) -> str:
     return "" if from_run is None or str(from_run) in ("None", "null", "") else "@checkpoint"
 
 
-# run_dir again: another episode seed, or a saved learner evaluated again (from_run), gets its own folder
+# run_dir again: another split or episode seed, or a saved learner evaluated again (from_run), gets its own folder
 OmegaConf.register_new_resolver("episode_tag", episode_tag, replace=True)
 OmegaConf.register_new_resolver("checkpoint_tag", _checkpoint_tag, replace=True)
 

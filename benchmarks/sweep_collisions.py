@@ -5,9 +5,9 @@ any other setting (``method.learner.optimizer.lr=1e-4,3e-4,1e-3``, ``backbone=ml
 value's run into one folder, each replacing the last, and the table would show one row holding the last
 value alone. Before Hydra launches a sweep of its basic sweeper (the grid), each swept key's values are
 composed with the others' first values and the folders compared; two values that share one are refused,
-with the fix. Settings (keys that are not config groups) can also collide only together (``data_seed=1
-episode_seed=1`` writes where ``0, 0`` does: the folder names the episode seed only where it differs from
-the split's), so every combination of the swept settings is filled into the config composed once. A value
+with the fix. Settings (keys that are not config groups) can also collide only together (a ``run_dir`` of
+one's own that writes ``${seed}${data_seed}``: ``seed=1 data_seed=11`` and ``seed=11 data_seed=1`` share
+``111``), so every combination of the swept settings is filled into the config composed once. A value
 that cannot be composed is left to its own run to report, and a re-evaluation of saved runs (``from_run``:
 the saved run gives its seed and method) is not judged here.
 """

@@ -157,19 +157,39 @@ def test_a_sweep_whose_runs_would_share_a_record_folder_is_refused_before_any_ru
 
 
 def test_settings_that_collide_only_together_are_found():
-    """The folder names the episode seed only where it differs from the split's: data_seed=1 episode_seed=1
-    writes where 0, 0 does, though each key alone changes the folder; every combination of swept settings is
-    checked (the groups at their first values), and episode seeds over training seeds pass."""
+    """Each setting alone changes the folder, and yet two combinations can share one: a run_dir of one's own
+    that writes the training and data seeds side by side gives seed=1 data_seed=11 and seed=11 data_seed=1 the
+    same folder. Every combination of swept settings is checked (the groups at their first values); the
+    shipped run_dir keeps every combination of training, split and episode seeds apart."""
     from hydra import initialize_config_dir
 
     from benchmarks.sweep_collisions import grid_collisions, refusal
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         shared = ["method=raw", "protocol=knn", "study=ds"]
-        found = grid_collisions(shared, {"data_seed": ["0", "1"], "episode_seed": ["0", "1"]})
+        own = [*shared, "run_dir=out/${seed}${data_seed}"]
+        found = grid_collisions(own, {"seed": ["1", "11"], "data_seed": ["11", "1"]})
         assert [(c.key, c.first, c.second) for c in found] == [
-            ("data_seed and episode_seed", "data_seed=0 episode_seed=0", "data_seed=1 episode_seed=1")]
+            ("seed and data_seed", "seed=1 data_seed=11", "seed=11 data_seed=1")]
         assert refusal(found).startswith("this sweep would write several runs into one record folder, each "
-                                         "replacing the last: data_seed=0 episode_seed=0 and data_seed=1 "
-                                         "episode_seed=1 would both write results/runs/ds/digits/knn/raw/seed0.")
+                                         "replacing the last: seed=1 data_seed=11 and seed=11 data_seed=1 "
+                                         "would both write out/111.")
+        assert grid_collisions(shared, {"seed": ["1", "11"], "data_seed": ["11", "1"]}) == []
+        assert grid_collisions(shared, {"data_seed": ["0", "1"], "episode_seed": ["0", "1"], "seed": ["0", "1"]}) \
+            == []
         assert grid_collisions(shared, {"episode_seed": ["1", "2"], "seed": ["0", "1"]}) == []
+
+
+def test_a_sweep_over_data_seeds_keeps_each_split_apart(tmp_path):
+    """A split drawn with another data seed is written to its own folder and named <protocol>@split<k>, so a
+    sweep over data seeds keeps every split's run and the table shows each split as its own row (never an
+    average over two splits, whose test classes differ); the default split's names are unchanged."""
+    done = _sweep(tmp_path, "study=splits", "method=raw", "data_seed=0,1", "threads=1", *SMALL)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records, unreadable = load_records(tmp_path / "runs" / "splits")
+    assert not unreadable
+    found = sorted((r["protocol"], r["data_seed"], Path(r["_dir"]).relative_to(tmp_path).as_posix()) for r in records)
+    assert found == [("knn", 0, "runs/splits/digits/knn/raw/seed0"),
+                     ("knn@split1", 1, "runs/splits/digits/knn@split1/raw/seed0")]
+    by_split = {r["data_seed"]: r["metrics"]["knn_error"]["mean"] for r in records}
+    assert by_split[0] != by_split[1]  # another split of digits' samples: another error
