@@ -72,12 +72,15 @@ def build(node: DictConfig):
         raise
 
 
-def more_classes(cfg: DictConfig, side: str) -> str:
-    """How the ``side`` ("test", "train" or "validation") of the run's split gets more classes."""
+def more_classes(cfg: DictConfig, side: str, classes_in_all: int | None = None) -> str:
+    """How the ``side`` ("test", "train" or "validation") of the run's split gets more classes;
+    ``classes_in_all``, the data set's number of classes where known, is told beside a larger share (which
+    cannot give more than that)."""
     share = "protocol.evaluator.split.test_classes"
     held_out = OmegaConf.select(cfg, share, default=None) is not None  # a split that holds classes out by a share
     if side == "test":
-        return f"hold out more classes for testing (a larger {share})" if held_out else \
+        in_all = "" if classes_in_all is None else f"; {cfg.dataset.name} has {classes_in_all} classes in all"
+        return f"hold out more classes for testing (a larger {share}{in_all})" if held_out else \
             "use data with more test classes"
     if side == "validation":
         return ("use data with more training classes (validation=true scores on classes held out of the training "
@@ -86,17 +89,18 @@ def more_classes(cfg: DictConfig, side: str) -> str:
 
 
 @contextlib.contextmanager
-def episodes_named(cfg: DictConfig, path: str, shots: str = "k_shot", side: str = "train"):
+def episodes_named(cfg: DictConfig, path: str, shots: str = "k_shot", side: str = "train",
+                   classes_in_all: int | None = None):
     """An episode the split cannot give, raised inside, names the settings of the node at ``path`` as a user
     sets them (``protocol.evaluator.n_query``; ``train_episode.k_shot`` where the learner's k_shot reads it),
-    and how the ``side`` of the split it draws from gets more classes: learners and protocols know only their
-    own parameters' names."""
+    and how the ``side`` of the split it draws from gets more classes (``more_classes``): learners and
+    protocols know only their own parameters' names."""
     try:
         yield
     except EpisodeError as exc:
         names = {generic: setting_name(cfg, path, key)
                  for generic, key in (("n_way", "n_way"), ("k_shot", shots), ("n_query", "n_query"))}
-        names["more_classes"] = more_classes(cfg, side)
+        names["more_classes"] = more_classes(cfg, side, classes_in_all)
         named = exc.naming({k: v for k, v in names.items() if v is not None})
         raise named.with_traceback(exc.__traceback__) from None  # the record's traceback still shows the check
 
@@ -316,7 +320,8 @@ def execute(cfg: DictConfig) -> dict:
         check_objective_name(cfg.get("objective"), protocol, record["protocol"])
         split = prepare_split(cfg, protocol, transform=saved.transform if saved is not None else None)
         record["split"] = split.describe() | {"test_index_sha": config_hash({"i": split.test_index.tolist()})}
-        with episodes_named(cfg, "protocol.evaluator", shots="shots", side="test"):
+        classes_in_all = len(set(split.train.present_classes.tolist()) | set(split.test.present_classes.tolist()))
+        with episodes_named(cfg, "protocol.evaluator", shots="shots", side="test", classes_in_all=classes_in_all):
             protocol.check(split)
         if saved is not None:
             same_split = checkpoints.check_unseen(saved, split.train_index, split.test_index, protocol.name)

@@ -149,7 +149,11 @@ def _failed(cfg, exc_type, match):
 
 
 @pytest.mark.parametrize("override,match", [
-    ("protocol.evaluator.n_way=9", "9-way episodes need 9 classes but the split has 5"),
+    # a larger share of test classes is offered, with how many the data set has (12-way cannot fit digits)
+    ("protocol.evaluator.n_way=9", r"9-way episodes need 9 classes but the split has 5\. Lower protocol\.evaluator"
+                                   r"\.n_way to at most 5, or hold out more classes for testing \(a larger protocol"
+                                   r"\.evaluator\.split\.test_classes; digits has 10 classes in all\)\."),
+    ("protocol.evaluator.n_way=12", r"12-way episodes need 12 classes .*digits has 10 classes in all\)"),
     ("protocol.evaluator.shots=[500]", r"Lower protocol.evaluator.shots or protocol.evaluator.n_query "
                                        r"\(protocol.evaluator.shots up to 164 fits\)\."),
 ])
