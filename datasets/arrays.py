@@ -90,6 +90,11 @@ def _read_csv(path: Path, label_column: str, group_column: str | None):
 def _ids(values: np.ndarray, path: Path, what: str) -> tuple[torch.Tensor, list[str]]:
     """Labels (or groups) as int64 ids in sorted order of the distinct values, and those values as names."""
     values = np.asarray(values)
+    if values.dtype.kind == "O":  # text read from a csv (pandas gives its strings as Python objects)
+        if not all(isinstance(v, str) for v in values.ravel()):
+            raise ArrayFileError(f"{path}: the {what} must be integers or strings; found missing values or a mix "
+                                 "of text and numbers: give every row one, as text or as a whole number")
+        values = values.astype(str)
     if values.dtype.kind == "f":
         if not np.isfinite(values).all() or not np.all(values == np.round(values)):
             raise ArrayFileError(f"{path}: the {what} must be integers or strings; found non-integer or missing "

@@ -60,6 +60,26 @@ def test_strings_groups_and_grey_images_are_read(tmp_path):
     assert data.y.tolist()[:3] == [0, 1, 2] and data.groups.tolist()[:3] == [0, 0, 1] and data.name == "img"
 
 
+def test_a_csv_with_text_labels_reads_as_the_npz_with_the_same_labels(tmp_path):
+    """Species names, subject ids: a csv's label column in text (pandas reads it as Python strings) gives the
+    classes in sorted order of the names, as the same labels in an .npz do; a row without a label is named."""
+    rng = np.random.default_rng(0)
+    x, names = rng.random((30, 3)), np.array(["setosa", "virginica", "versicolor"] * 10)
+    np.savez(tmp_path / "flowers.npz", x=x, y=names)
+    pd.DataFrame(x, columns=["a", "b", "c"]).assign(species=names).to_csv(tmp_path / "flowers.csv", index=False)
+    from_csv = arrays(tmp_path / "flowers.csv", label_column="species")
+    from_npz = arrays(tmp_path / "flowers.npz")
+    assert from_csv.classes == from_npz.classes == ["setosa", "versicolor", "virginica"]
+    assert from_csv.y.tolist() == from_npz.y.tolist() and from_csv.y.tolist()[:3] == [0, 2, 1]
+    assert np.allclose(from_csv.x.numpy(), from_npz.x.numpy())
+    gap = pd.DataFrame(x, columns=["a", "b", "c"]).assign(species=names)
+    gap.loc[4, "species"] = None
+    gap.to_csv(tmp_path / "gap.csv", index=False)
+    with pytest.raises(ArrayFileError, match=r"gap\.csv: the labels \(y\) must be integers or strings; found missing "
+                                             r"values or a mix of text and numbers"):
+        arrays(tmp_path / "gap.csv", label_column="species")
+
+
 def test_a_changed_file_is_a_new_data_set(compose_cfg, tmp_path):
     path = _digits_npz(tmp_path / "d.npz")
     before = compose_cfg("dataset=arrays", f"dataset.path={path}").dataset.content_sha256
