@@ -24,6 +24,18 @@ def episode_tag(episode_seed, data_seed) -> str:
     return split + ("" if str(episode_seed) == str(data_seed) else f"@episodes{episode_seed}")
 
 
+def protocol_base(label) -> str:
+    """A record's protocol name without its tags (``retrieval@split1@episodes3`` -> ``retrieval``): what
+    decides its panels, its tolerance in the regression check and which figures it gets."""
+    return str(label).split("@", 1)[0]
+
+
+def protocol_tags(label) -> str:
+    """The tags of a record's protocol name (``@split1@episodes3``, ``@validation``; "" for none), which the
+    file names of its figures carry so that two splits' figures never overwrite each other."""
+    return str(label)[len(protocol_base(label)):]
+
+
 def _checkpoint_tag(from_run) -> str:
     return "" if from_run is None or str(from_run) in ("None", "null", "") else "@checkpoint"
 

@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from benchmarks import protocol_base, protocol_tags  # noqa: E402
 from benchmarks.leaderboard import ci_text  # noqa: E402
 
 # The one look of every figure: small type for two-column papers, light grids, TrueType fonts in the PDFs
@@ -92,7 +93,8 @@ def clipped_err(means, ci95s) -> np.ndarray:
 def metric_panels(table: pd.DataFrame, protocol: str, out: Path) -> list[Path]:
     written = []
     for dataset, part in table[table["protocol"] == protocol].groupby("dataset", sort=False):
-        names = [m for m in PANELS.get(protocol, list(dict.fromkeys(part["metric"]))) if m in set(part["metric"])]
+        names = [m for m in PANELS.get(protocol_base(protocol), list(dict.fromkeys(part["metric"])))
+                 if m in set(part["metric"])]
         methods = list(dict.fromkeys(part["method"]))
         refs = set(part[part["reference_row"]]["method"])
         # a row per method, and room for the wrapped title (4-5 lines) however few the methods
@@ -112,7 +114,7 @@ def metric_panels(table: pd.DataFrame, protocol: str, out: Path) -> list[Path]:
         for ax, metric in zip(axes[0], names):
             _chance(ax, metric)
         axes[0][0].set_yticks(y, [lab.replace("\n", " ") for lab in _labels(part, methods)])
-        title = (f"{dataset}: {protocol} on {'held-out classes' if protocol != 'knn' else 'held-out samples'} "
+        title = (f"{dataset}: {protocol} on {'held-out classes' if protocol_base(protocol) != 'knn' else 'held-out samples'} "
                  f"({_ci_note(part)}" + (f"; every panel's axis spans {span:.2f}, so equal gaps are equal differences)"
                                          if len(names) > 1 else ")"))
         width_chars = max(40, int(fig.get_figwidth() * 13))
@@ -178,9 +180,10 @@ def roc_curves(roc: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]:
     methods by AUC over all seeds, best first (reference rows dashed)."""
     written = []
     styles = ["-", "-.", ":"]  # dashed is kept for the reference rows
-    for dataset, part in roc.groupby("dataset", sort=False):
+    for (dataset, protocol), part in roc.groupby(["dataset", "protocol"], sort=False):  # a split, its own ROC
         fig, ax = plt.subplots(figsize=(8.4, 4.4))
-        stats = table[(table["dataset"] == dataset) & (table["metric"] == "auc")].set_index("method")
+        stats = table[(table["dataset"] == dataset) & (table["protocol"] == protocol)
+                      & (table["metric"] == "auc")].set_index("method")
         order = [m for m in stats.index if m in set(part["method"])]
         colours = dict(zip(order, palette(len(order))))  # fixed by the table's order
         best_first = stats.loc[order, "mean"].sort_values(ascending=False, kind="stable", na_position="last").index
@@ -200,10 +203,10 @@ def roc_curves(roc: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]:
         within = (stats.loc[order, "ci_over"] == "within run").any()  # of the methods drawn
         dagger = "; †: one seed or seed-independent, CI over pairs" if within else ""
         note = f"(curve of the first seed; AUC mean over seeds, 95% CI{dagger}; legend: best first)"
-        ax.set_title(f"{dataset}: verification on held-out classes\n" + "\n".join(textwrap.wrap(note, 80, break_on_hyphens=False)))
+        ax.set_title(f"{dataset}: {protocol} on held-out classes\n" + "\n".join(textwrap.wrap(note, 80, break_on_hyphens=False)))
         ax.grid(which="both")
         legend_beside(ax)
-        written.append(_save(fig, out / f"{dataset}_roc.png"))
+        written.append(_save(fig, out / f"{dataset}{protocol_tags(protocol)}_roc.png"))
     return written
 
 
@@ -221,7 +224,8 @@ def k_sweeps(table: pd.DataFrame, out: Path) -> list[Path]:
         refs = references[(references["dataset"] == dataset) & (references["protocol"] == protocol)]
         if part.groupby("family")["k"].nunique().max() < 2:
             continue
-        names = [m for m in PANELS.get(protocol, list(dict.fromkeys(part["metric"]))) if m in set(part["metric"])]
+        names = [m for m in PANELS.get(protocol_base(protocol), list(dict.fromkeys(part["metric"])))
+                 if m in set(part["metric"])]
         fig, axes = plt.subplots(1, len(names), figsize=(0.8 + 2.6 * len(names), 3.2), squeeze=False)
         ks = sorted(part["k"].unique())
         for ax, metric in zip(axes[0], names):
@@ -355,7 +359,7 @@ def noise_sweeps(table: pd.DataFrame, out: Path) -> list[Path]:
     parsed = table["metric"].str.extract(NOISY.pattern)
     noisy = table.assign(poly=parsed["poly"].notna() & parsed["rho"].notna(),
                          rho=pd.to_numeric(parsed["rho"]) / 100).dropna(subset=["rho"])
-    for dataset, part in noisy.groupby("dataset", sort=False):
+    for (dataset, protocol), part in noisy.groupby(["dataset", "protocol"], sort=False):
         kinds = [k for k in (False, True) if (part["poly"] == k).any()]
         if part.groupby("poly")["rho"].nunique().max() < 2:
             continue
@@ -370,10 +374,10 @@ def noise_sweeps(table: pd.DataFrame, out: Path) -> list[Path]:
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel("mAP over defining sets")
         chosen = _legend(axes[0][-1], look)
-        title = f"{dataset}: set retrieval from noisy concept sets ({_ci_note(part).replace('; intervals cut at 0 and 1', '')}; " \
+        title = f"{dataset}: {protocol} from noisy concept sets ({_ci_note(part).replace('; intervals cut at 0 and 1', '')}; " \
                 f"bands: 95% CI, cut at 0 and 1{chosen})"
         fig.suptitle("\n".join(textwrap.wrap(title, max(40, int(fig.get_figwidth() * 13)))), fontsize=9)
-        written.append(_save(fig, out / f"{dataset}_set_retrieval_vs_noise.png"))
+        written.append(_save(fig, out / f"{dataset}{protocol_tags(protocol)}_set_retrieval_vs_noise.png"))
     return written
 
 
@@ -381,7 +385,7 @@ def draw_all(table: pd.DataFrame, roc: pd.DataFrame, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for protocol in dict.fromkeys(table["protocol"]):
-        if protocol != "set_generation":  # set generation: benchmarks/generation_figures.py
+        if protocol_base(protocol) != "set_generation":  # set generation: benchmarks/generation_figures.py
             written += metric_panels(table, protocol, out)
     return written + k_sweeps(table, out) + noise_sweeps(table, out) + shot_curves(table, out) + \
         roc_curves(roc, table, out)

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from benchmarks import protocol_base, protocol_tags  # noqa: E402
 from benchmarks.figures import _save, legend_beside  # noqa: E402
 from benchmarks.leaderboard import ci_text  # noqa: E402
 
@@ -30,20 +31,27 @@ GRID_SETS = 5  # sets drawn in the reconstruction grid (one per held-out class o
 IDENTITY = re.compile(r"identity_auc_(?P<real>real_)?n(?P<n>\d+)$")
 
 
-def _first_seed(records: list[dict]) -> dict[tuple[str, str], dict]:
-    """The ok set-generation record of the lowest seed for each (dataset, method)."""
-    chosen: dict[tuple[str, str], dict] = {}
+def _generation(protocol) -> pd.Series | bool:
+    """Whether a protocol name (or a column of them) is set generation, on any split or episode seed."""
+    if isinstance(protocol, pd.Series):
+        return protocol.map(protocol_base) == PROTOCOL
+    return protocol_base(protocol) == PROTOCOL
+
+
+def _first_seed(records: list[dict]) -> dict[tuple[str, str, str], dict]:
+    """The ok set-generation record of the lowest seed for each (dataset, protocol, method)."""
+    chosen: dict[tuple[str, str, str], dict] = {}
     for rec in records:
-        if rec["status"] != "ok" or rec["protocol"] != PROTOCOL:
+        if rec["status"] != "ok" or not _generation(rec["protocol"]):
             continue
-        key = (rec["dataset"], rec["method"])
+        key = (rec["dataset"], rec["protocol"], rec["method"])
         if key not in chosen or rec["seed"] < chosen[key]["seed"]:
             chosen[key] = rec
     return chosen
 
 
-def _stat(table: pd.DataFrame, dataset: str, method: str, metric: str) -> str:
-    row = table[(table["dataset"] == dataset) & (table["method"] == method) & (table["protocol"] == PROTOCOL)
+def _stat(table: pd.DataFrame, dataset: str, protocol: str, method: str, metric: str) -> str:
+    row = table[(table["dataset"] == dataset) & (table["method"] == method) & (table["protocol"] == protocol)
                 & (table["metric"] == metric)]
     if row.empty:
         return ""
@@ -53,7 +61,7 @@ def _stat(table: pd.DataFrame, dataset: str, method: str, metric: str) -> str:
 
 def generation_rocs(records: list[dict], table: pd.DataFrame, out: Path) -> list[Path]:
     written = []
-    for (dataset, method), rec in _first_seed(records).items():
+    for (dataset, protocol, method), rec in _first_seed(records).items():
         fig, ax = plt.subplots(figsize=(7.6, 4.2))
         for kind, (color, ls) in KIND_STYLE.items():
             name = rec["curves"].get(f"roc_{kind}")
@@ -61,25 +69,25 @@ def generation_rocs(records: list[dict], table: pd.DataFrame, out: Path) -> list
                 continue
             curve = pd.read_csv(Path(rec["_dir"]) / name)
             ax.plot(curve["fpr"].clip(lower=1e-4), curve["tpr"], color=color, ls=ls, lw=1.8,
-                    label=f"{kind}: AUC {_stat(table, dataset, method, f'auc_{kind}')}")
+                    label=f"{kind}: AUC {_stat(table, dataset, protocol, method, f'auc_{kind}')}")
         judge = rec.get("judge", {}).get("method", "?")
         ax.set_xscale("log")
         ax.set_xlim(1e-3, 1)
         ax.set_ylim(0, 1.01)
         ax.set_xlabel("false accept rate (pairs from sets of different identities)")
         ax.set_ylabel("true accept rate (pairs from one set)")
-        ax.set_title(f"{dataset} / {method}: same-set verification by the {judge} judge\n"
+        ax.set_title(f"{dataset}{protocol_tags(protocol)} / {method}: same-set verification by the {judge} judge\n"
                      "(curves: first seed; AUC: mean over the seeds run, 95% CI)", fontsize=9)
         ax.grid(alpha=0.3, which="both")
         legend_beside(ax)
-        written.append(_save(fig, out / f"{dataset}_{method}_set_generation_roc.png"))
+        written.append(_save(fig, out / f"{dataset}_{method}_{protocol}_roc.png"))
     return written
 
 
 def identity_vs_n(table: pd.DataFrame, out: Path) -> list[Path]:
-    part = table[(table["protocol"] == PROTOCOL) & table["metric"].str.match(IDENTITY.pattern)]
+    part = table[_generation(table["protocol"]) & table["metric"].str.match(IDENTITY.pattern)]
     written = []
-    for dataset, rows in part.groupby("dataset", sort=False):
+    for (dataset, protocol), rows in part.groupby(["dataset", "protocol"], sort=False):
         fig, ax = plt.subplots(figsize=(7.6, 4.0))
         for i, (method, m_rows) in enumerate(rows.groupby("method", sort=False)):
             color = plt.cm.tab10.colors[i % 10]
@@ -101,11 +109,11 @@ def identity_vs_n(table: pd.DataFrame, out: Path) -> list[Path]:
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")
         ax.set_xlabel("input members per set (n)")
         ax.set_ylabel("identity AUC against the held-out gallery")
-        ax.set_title(f"{dataset}: identity preservation of reconstructions\n(mean over the seeds run, 95% CI; 0.5 = chance)",
+        ax.set_title(f"{dataset}{protocol_tags(protocol)}: identity preservation of reconstructions\n(mean over the seeds run, 95% CI; 0.5 = chance)",
                      fontsize=9)
         ax.grid(alpha=0.3)
         legend_beside(ax, fontsize=7)
-        written.append(_save(fig, out / f"{dataset}_identity_vs_n.png"))
+        written.append(_save(fig, out / f"{dataset}{protocol_tags(protocol)}_identity_vs_n.png"))
     return written
 
 
@@ -144,7 +152,7 @@ def _draw_rows(rows: list[tuple[str, np.ndarray]], title: str, path: Path) -> Pa
 
 def image_grids(records: list[dict], out: Path) -> list[Path]:
     written = []
-    for (dataset, method), rec in _first_seed(records).items():
+    for (dataset, protocol, method), rec in _first_seed(records).items():
         entry = rec.get("artifacts", {}).get("grid")
         if entry is None:
             continue
@@ -154,18 +162,18 @@ def image_grids(records: list[dict], out: Path) -> list[Path]:
         for s in range(min(GRID_SETS, len(grid["inputs"]))):
             rows.append((f"set {s + 1}: input", grid["inputs"][s]))
             rows += [(f"from n={n}", grid[f"reconstructed_n{n}"][s]) for n in sizes]
-        written.append(_draw_rows(rows, f"{dataset} / {method}: held-out sets (input row) and\nmembers generated "
+        written.append(_draw_rows(rows, f"{dataset}{protocol_tags(protocol)} / {method}: held-out sets (input row) and\nmembers generated "
                                         "from the code of its first n",
-                                  out / f"{dataset}_{method}_set_generation_grid.png"))
+                                  out / f"{dataset}_{method}_{protocol}_grid.png"))
         samples = [(f"sampled set {s + 1}", grid["samples"][s]) for s in range(len(grid["samples"]))]
-        written.append(_draw_rows(samples, f"{dataset} / {method}: sets sampled from the prior (one row per code)",
-                                  out / f"{dataset}_{method}_set_generation_samples.png"))
+        written.append(_draw_rows(samples, f"{dataset}{protocol_tags(protocol)} / {method}: sets sampled from the prior (one row per code)",
+                                  out / f"{dataset}_{method}_{protocol}_samples.png"))
     return written
 
 
 def draw_generation(records: list[dict], table: pd.DataFrame, out: Path) -> list[Path]:
     """Every figure above for the set-generation records among ``records`` (none when there are none)."""
-    if not (table["protocol"] == PROTOCOL).any():
+    if not _generation(table["protocol"]).any():
         return []
     out.mkdir(parents=True, exist_ok=True)
     return generation_rocs(records, table, out) + identity_vs_n(table, out) + image_grids(records, out)

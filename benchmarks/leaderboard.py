@@ -6,6 +6,7 @@ The spread over seeds is the honest one to compare methods by: it is usually far
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -62,9 +63,12 @@ def aggregate(long: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(out)
     if table.empty:
         return table
-    # reference rows first, then learners, each in order of first appearance
+    # reference rows first, then learners, each in order of first appearance; protocols in order of their
+    # numbers (fewshot@split2 before fewshot@split10)
     table["_order"] = (~table["reference_row"]).astype(int)
-    return table.sort_values(["dataset", "protocol", "_order"], kind="stable").drop(columns="_order").reset_index(drop=True)
+    table["_protocol"] = table["protocol"].map(lambda p: re.sub(r"\d+", lambda n: n.group().zfill(12), str(p)))
+    return table.sort_values(["dataset", "_protocol", "_order"], kind="stable").drop(columns=["_order", "_protocol"]) \
+        .reset_index(drop=True)
 
 
 def ci_text(ci: float) -> str:
@@ -169,5 +173,7 @@ def roc_frame(records: list[dict]) -> pd.DataFrame:
     for rec in records:
         if rec["status"] == "ok" and "roc" in rec.get("curves", {}):
             curve = pd.read_csv(Path(rec["_dir"]) / rec["curves"]["roc"])
-            frames.append(curve.assign(dataset=rec["dataset"], method=rec["method"], seed=rec["seed"]))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["fpr", "tpr", "dataset", "method", "seed"])
+            frames.append(curve.assign(dataset=rec["dataset"], protocol=rec["protocol"], method=rec["method"],
+                                       seed=rec["seed"]))
+    return pd.concat(frames, ignore_index=True) if frames else \
+        pd.DataFrame(columns=["fpr", "tpr", "dataset", "protocol", "method", "seed"])

@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
+from benchmarks import protocol_base
 from benchmarks.leaderboard import lower_is_better
 from benchmarks.records import load_records, write_csv_atomic
 
@@ -60,7 +61,8 @@ def compare(fresh: pd.DataFrame, reference: pd.DataFrame, settings: dict) -> pd.
     sign = merged["metric"].map(lambda m: -1.0 if lower_is_better(m) else 1.0)
     merged["change"] = sign * (merged["mean_fresh"] - merged["mean_reference"])
     by_protocol = settings.get("protocol_tolerance", {}) or {}
-    merged["tolerance"] = [float(by_protocol.get(p, tol.get(m, settings["default_tolerance"])))
+    merged["tolerance"] = [float(by_protocol.get(p, by_protocol.get(protocol_base(p),  # @split<k>: the protocol's
+                                                             tol.get(m, settings["default_tolerance"]))))
                            for p, m in zip(merged["protocol"], merged["metric"])]
     merged["verdict"] = "ok"
     merged.loc[merged["change"] < -merged["tolerance"], "verdict"] = "DROPPED"

@@ -28,7 +28,7 @@ def test_fewshot_is_drawn_as_dots_with_chance_not_bars(tmp_path, monkeypatch):
 
     monkeypatch.setattr(plt, "subplots", keep)
     monkeypatch.setattr(plt, "close", lambda fig: None)  # keep the figure to look at it
-    written = figures.draw_all(_fewshot_table(), pd.DataFrame(columns=["dataset", "method", "seed", "fpr", "tpr"]),
+    written = figures.draw_all(_fewshot_table(), pd.DataFrame(columns=["dataset", "protocol", "method", "seed", "fpr", "tpr"]),
                                tmp_path)
     assert [p.name for p in written] == ["digits_fewshot.png"]
     axes = made[0].axes
@@ -45,7 +45,7 @@ def test_fewshot_is_drawn_as_dots_with_chance_not_bars(tmp_path, monkeypatch):
 
 def test_roc_legend_best_first_beside_the_axes_with_the_tables_marks(tmp_path, monkeypatch):
     curve = pd.DataFrame({"fpr": [0.0, 0.01, 0.1, 1.0], "tpr": [0.0, 0.3, 0.7, 1.0]})
-    roc = pd.concat([curve.assign(dataset="orl", method=m, seed=s) for m in ("raw", "mmc_diag", "triplet")
+    roc = pd.concat([curve.assign(dataset="orl", protocol="verification", method=m, seed=s) for m in ("raw", "mmc_diag", "triplet")
                      for s in (0, 1)])
     table = pd.DataFrame([
         {"dataset": "orl", "protocol": "verification", "method": "raw", "metric": "auc", "reference_row": True,
@@ -73,7 +73,7 @@ def test_twelve_roc_curves_get_twelve_colours(tmp_path, monkeypatch):
     from matplotlib.colors import to_hex
     methods = [f"m{i:02d}" for i in range(12)]
     curve = pd.DataFrame({"fpr": [0.0, 0.1, 1.0], "tpr": [0.0, 0.5, 1.0]})
-    roc = pd.concat([curve.assign(dataset="digits", method=m, seed=0) for m in methods])
+    roc = pd.concat([curve.assign(dataset="digits", protocol="verification", method=m, seed=0) for m in methods])
     table = pd.DataFrame([{"dataset": "digits", "protocol": "verification", "method": m, "metric": "auc",
                            "reference_row": i == 0, "mean": 0.9 - 0.01 * i, "ci95": 0.01, "ci_over": "seeds",
                            "n_seeds": 3} for i, m in enumerate(methods)])
