@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from benchmarks.fit_cache import code_digest
+from benchmarks.code_identity import fit_code
 from benchmarks.records import atomic_write
 
 MODEL_NAME = "model.pt"
@@ -64,7 +64,7 @@ def save(run_dir: Path, learner, cfg: DictConfig, run_id: str, train_index: torc
     buffer = io.BytesIO()
     torch.save({"format": CHECKPOINT_FORMAT, "learner": learner, "config": resolved, "run_id": run_id,
                 "train_index": np.asarray(train_index.cpu().numpy(), dtype=np.int64), "transform": transform,
-                "fit": fit, "fit_s": fit_s, "code": code_digest()}, buffer)
+                "fit": fit, "fit_s": fit_s, "code": fit_code(resolved)}, buffer)
     data = buffer.getvalue()
     atomic_write(Path(run_dir) / MODEL_NAME, lambda fh: fh.write(data))
     text = OmegaConf.to_yaml(OmegaConf.create(resolved)).encode()
@@ -98,9 +98,10 @@ def load(run_dir: str | Path, device: torch.device | str = "cpu") -> SavedModel:
         raise CheckpointError(f"{path} is not a checkpoint of format {CHECKPOINT_FORMAT} (it holds "
                               f"{blob.get('format') if isinstance(blob, dict) else type(blob).__name__}): "
                               "run that run again to write one")
-    if blob["code"] != code_digest():
-        warnings.warn(f"{path} was written by other code (methods/ and datasets/ digest {blob['code']}, now "
-                      f"{code_digest()}); the learner loaded, but may not behave as it did")
+    now = fit_code(blob["config"])
+    if blob["code"] != now:
+        warnings.warn(f"{path} was written by other code (the digest of its learner's code and datasets/ was "
+                      f"{blob['code']}, now {now}); the learner loaded, but may not behave as it did")
     return SavedModel(learner=blob["learner"], config=blob["config"], run_id=blob["run_id"],
                       train_index=blob["train_index"], transform=blob["transform"], fit=blob["fit"],
                       fit_s=blob["fit_s"], code=blob["code"], sha256=hashlib.sha256(data).hexdigest(), path=path)

@@ -6,8 +6,10 @@ seed, device kind, CPU thread count and code, the second one loads the learner t
 instead of training it again. A four-protocol study trains each learner about twice instead of four
 times (``knn`` has its own split), and every protocol that shares a split judges the same trained model.
 
-The key is a hash of everything the fit depends on, including a digest of the source files under
-``methods/`` and ``datasets/``: editing a learner's code invalidates its cached fits. A fit is written
+The key is a hash of everything the fit depends on, including a digest of the fit's code
+(``benchmarks.code_identity``: the modules its learner, backbone and data set name, what they import, and
+``datasets/``): editing a learner's code, or a module it imports, invalidates its cached fits; adding another
+learner does not. A fit is written
 atomically (a killed run leaves no half file); an unreadable cache file is ignored and refitted.
 ``fit_cache=false`` turns the cache off; ``fit_cache_dir`` says where it lives.
 
@@ -27,38 +29,14 @@ import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
 from filelock import FileLock, Timeout
 
+from benchmarks.code_identity import PROJECT, code_digest, targets
 from benchmarks.records import atomic_write, config_hash
-
-_PROJECT = Path(__file__).resolve().parents[1]
-_CODE_PACKAGES = ("methods", "datasets")
-
-
-@lru_cache(maxsize=1)
-def code_digest() -> str:
-    """sha256 over the source of the packages a fit runs (file names and contents, in a fixed order)."""
-    h = hashlib.sha256()
-    for package in _CODE_PACKAGES:
-        for path in sorted((_PROJECT / package).rglob("*.py")):
-            h.update(str(path.relative_to(_PROJECT)).encode())
-            h.update(path.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def _targets(node) -> list[str]:
-    if isinstance(node, dict):
-        found = [node["_target_"]] if isinstance(node.get("_target_"), str) else []
-        return found + [t for v in node.values() for t in _targets(v)]
-    if isinstance(node, list):
-        return [t for v in node for t in _targets(v)]
-    return []
-
 
 def external_sources(method: dict) -> dict[str, str]:
     """sha256 of the source file of each module a method config's ``_target_``s name that lives outside this
@@ -69,14 +47,14 @@ def external_sources(method: dict) -> dict[str, str]:
 
     installed = {Path(p).resolve() for p in (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])}
     out = {}
-    for target in _targets(method):
+    for target in targets(method):
         module = target.rsplit(".", 1)[0]
         try:
             spec = importlib.util.find_spec(module)
         except (ImportError, ValueError):
             continue
         origin = Path(spec.origin).resolve() if spec is not None and spec.origin not in (None, "built-in") else None
-        if origin is None or not origin.is_file() or origin.is_relative_to(_PROJECT) or \
+        if origin is None or not origin.is_file() or origin.is_relative_to(PROJECT) or \
                 any(origin.is_relative_to(p) for p in installed):
             continue
         out[module] = hashlib.sha256(origin.read_bytes()).hexdigest()[:16]
@@ -92,7 +70,7 @@ def fit_key(*, method: dict, backbone: dict | None, budget: dict, dataset: dict,
     external = external_sources(method or {})
     return config_hash({"method": method, "backbone": backbone, "budget": budget, "dataset": dataset,
                         "seed": seed, "train_index_sha": train_index_sha, "device": device_kind,
-                        "threads": threads, "code": code_digest()} | ({} if precision == "fp32" else {"precision": precision})
+                        "threads": threads, "code": code_digest(targets([method, backbone, dataset]))} | ({} if precision == "fp32" else {"precision": precision})
                        | ({"external": external} if external else {}))
 
 

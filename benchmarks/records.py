@@ -105,13 +105,14 @@ def load_records(root: Path, name: str = RECORD_NAME) -> tuple[list[dict], list[
 
 def store_record(run_dir: Path, record: dict, previous: dict | None) -> Path:
     """Write a finished record without ever losing an ok one:
-    - an ok run replaces record.json; an ok record of another config is kept as record.previous.json;
+    - an ok run replaces record.json; an ok record of another config, or made by other code, is kept as
+      record.previous.json;
     - a failed run beside an ok record.json goes to record.failed.json and leaves record.json alone."""
     previous_ok = previous is not None and previous.get("status") == "ok"
     if record["status"] != "ok" and previous_ok:
         path = run_dir / FAILED_NAME
     else:
-        if previous_ok and previous.get("run_id") != record["run_id"]:
+        if previous_ok and (previous.get("run_id"), previous.get("code")) != (record["run_id"], record.get("code")):
             write_json_atomic(run_dir / PREVIOUS_NAME, {k: v for k, v in previous.items() if k != "_dir"})
         path = run_dir / RECORD_NAME
     write_json_atomic(path, record)

@@ -89,6 +89,9 @@ def _flat(config: dict, prefix: str = "") -> dict:
     return out
 
 
+CODE = "code"  # the record's digest of the code it was made by (benchmarks.code_identity), compared as a setting
+
+
 def _mixed_settings(records: list[dict]) -> list[str]:
     """Rows whose seeds' records were made with different settings (a sweep typed with another budget for
     one seed), each with the first settings that differ and their values per seed."""
@@ -98,7 +101,7 @@ def _mixed_settings(records: list[dict]) -> list[str]:
     found = []
     for key, group in rows.items():
         group = sorted(group, key=lambda rec: str(rec.get("seed")))
-        settings = [_flat(rec.get("config") or {}) for rec in group]
+        settings = [_flat(rec.get("config") or {}) | {CODE: rec.get("code", "(not recorded)")} for rec in group]
         names = sorted({name for s in settings for name in s})
         differ = [n for n in names if len({repr(s.get(n, "(unset)")) for s in settings}) > 1]
         if differ:
@@ -170,8 +173,12 @@ def build(study: str, results_dir: Path, readme: Path | None = None, members: li
     if mixed:
         raise MixedSettingsError(
             f"{study}: {len(mixed)} row(s) would average seeds made with different settings: {' | '.join(mixed[:3])}"
-            f"{f' | and {len(mixed) - 3} more rows' if len(mixed) > 3 else ''}. Re-run the odd seeds with the "
-            "row's settings, or give each setting its own study or method name (method.name=<name>_<setting>)")
+            f"{f' | and {len(mixed) - 3} more rows' if len(mixed) > 3 else ''}. "
+            + ("Seeds made by other code (code: the digest of the modules a run imports) are made again by running "
+               "their sweep again as it was typed: a run whose code has changed runs again, the others are skipped. "
+               if any(f"{CODE}: " in row for row in mixed) else "")
+            + "Re-run the odd seeds with the row's settings, or give each setting its own study or method name "
+              "(method.name=<name>_<setting>)")
     where = ", ".join(str(Path(f) / "runs" / m) for f in [results_dir, *(sources or [])] for m in members or [study])
     for path in unreadable:
         print(f"WARNING: cannot read {path} (corrupt or another schema version); that run is left out. "

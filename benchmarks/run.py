@@ -30,6 +30,7 @@ from omegaconf.errors import OmegaConfBaseException
 from benchmarks import VALIDATION_TAG, checkpoints, episode_tag
 from benchmarks.argument_types import check_arguments, refuse, run_argument_problems, setting_name
 from benchmarks.checkpoints import CHECKPOINT_TAG
+from benchmarks.code_identity import run_code
 from benchmarks.environment import (describe_device, git_revision, kept_random_state, library_versions, pick_device,
                                     seed_everything, set_threads)
 from benchmarks.fit_cache import FitCache, fit_key
@@ -291,12 +292,16 @@ def execute(cfg: DictConfig) -> dict:
     run_id = config_hash(identity)
     previous = read_record(run_dir / RECORD_NAME)
     _check_same_data_set(previous, identity, run_dir)
+    code = run_code(identity)  # the project modules the run's learner, backbone, data and protocol import
     if cfg.skip_existing is True and previous and previous.get("status") == "ok" and previous.get("run_id") == run_id:
-        print(f"[skip] {run_dir} already holds this run's record")
-        return previous
+        if previous.get("code") == code:
+            print(f"[skip] {run_dir} already holds this run's record")
+            return previous
+        print(f"[rerun] {run_dir} holds this run's record, made by other code (its learner's, protocol's or data "
+              "set's modules, or a module they import, have changed since): running it again")
 
     record: dict = {
-        "schema_version": SCHEMA_VERSION, "run_id": run_id, "status": "running", "error": None,
+        "schema_version": SCHEMA_VERSION, "run_id": run_id, "code": code, "status": "running", "error": None,
         "study": cfg.study + (CHECKPOINT_TAG if saved is not None else ""), "dataset": cfg.dataset.name,
         "method": cfg.method.name, "reference_row": bool(cfg.method.get("reference", False)),
         "protocol": protocol_label(cfg), "seed": cfg.seed, "data_seed": cfg.data_seed,

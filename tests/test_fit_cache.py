@@ -51,7 +51,7 @@ def test_code_change_invalidates(monkeypatch):
     import benchmarks.fit_cache as fc
     base = dict(method={}, backbone=None, budget={}, dataset={}, seed=0, train_index_sha="a", device_kind="cpu")
     before = fit_key(**base)
-    monkeypatch.setattr(fc, "code_digest", lambda: "edited")
+    monkeypatch.setattr(fc, "code_digest", lambda *_: "edited")
     assert fit_key(**base) != before
 
 

@@ -13,7 +13,7 @@ from benchmarks.regress import compare
 from benchmarks.report import build
 from benchmarks.run import execute
 
-FAST = ["method=raw", "threads=1", "budget.episodes=20", "fit_cache=false"]
+FAST = ["method=raw", "budget.episodes=20", "fit_cache=false"]
 
 
 def test_protocol_names_split_into_the_protocol_and_its_tags():
