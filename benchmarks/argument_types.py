@@ -19,11 +19,13 @@ is named in one ArgumentTypeError, so a single try shows all there is to fix.
 from __future__ import annotations
 
 import collections.abc
+import functools
 import inspect
 import logging
 import re
 import types
 import typing
+from pathlib import Path
 
 import torch
 from hydra.utils import get_object
@@ -298,9 +300,59 @@ OTHER_COMMANDS = {"suite": "a leaderboard of conf/suite/ runs with python -m ben
                   "search_space": "a learner's search space (conf/search_space/) is read by python -m benchmarks.tune"}
 
 
+_CONF = Path(__file__).resolve().parent.parent / "conf"
+
+
+@functools.lru_cache(maxsize=1)
+def _known_keys() -> dict[str, set[str]]:
+    """The settings a run reads at the top level (conf/config.yaml's, the config groups, and those a preset of
+    conf/experiment/ sets for its methods, such as tabular_knn's episode_n_way) and in its budget (those of
+    conf/budget/*.yaml)."""
+    import yaml
+
+    top = set(yaml.safe_load((_CONF / "config.yaml").read_text())) | {p.name for p in _CONF.iterdir() if p.is_dir()}
+    top |= {key for path in (_CONF / "experiment").glob("*.yaml") for key in yaml.safe_load(path.read_text()) or {}}
+    budget = {key for path in (_CONF / "budget").glob("*.yaml") for key in yaml.safe_load(path.read_text()) or {}}
+    return {"": top, "budget": budget}
+
+
+def unread_settings(cfg: DictConfig) -> list[str]:
+    """Settings added at the top level or to the budget (``+budget.iteration=20``, ``+protocl=retrieval``: what
+    Hydra offers for a misspelled key) that no code and no ``${...}`` of the config reads: the run would ignore
+    them. One message each, beginning with the setting's name, with the setting it may have meant."""
+    import difflib
+
+    text = "\n".join(_interpolations(OmegaConf.to_container(cfg, resolve=False)))
+    problems = []
+    for parent, known in _known_keys().items():
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        if not isinstance(node, DictConfig):
+            continue
+        for key in node:
+            name = f"{parent}.{key}" if parent else str(key)
+            if key in known or key in OTHER_COMMANDS or re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", text):
+                continue
+            near = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.7)
+            meant = f"{parent}.{near[0]}" if near and parent else (near[0] if near else None)
+            problems.append(f"{name} is not a setting a run reads, and nothing in the config reads it, so it would be "
+                            "ignored: " + (f"did you mean {meant}? (set it without the +: {meant}=...)" if meant else
+                                           "drop it, or read it in a setting (e.g. method.name=<name>_${" + name + "})"))
+    return problems
+
+
+def _interpolations(node) -> list[str]:
+    """Every string with a ``${...}`` in a plain (unresolved) config."""
+    if isinstance(node, dict):
+        return [s for v in node.values() for s in _interpolations(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _interpolations(v)]
+    return [node] if isinstance(node, str) and "${" in node else []
+
+
 def run_argument_problems(cfg: DictConfig, learner: bool = True) -> list[str]:
     """What ``check_run_arguments`` refuses, one message per setting (each begins with the setting's name)."""
     problems = [f"{key} is not a setting of a run: {what}" for key, what in OTHER_COMMANDS.items() if key in cfg]
+    problems += unread_settings(cfg)
     reported: set = set()
     for name, kinds in RUN_SETTINGS.items():
         if OmegaConf.select(cfg, name, default="<absent>") == "<absent>":

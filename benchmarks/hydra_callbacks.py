@@ -83,13 +83,14 @@ class OutputFolderCheck(Callback):
 
 
 class SweepCollisionCheck(Callback):
-    """Refuse a grid sweep two of whose runs would write one record folder (benchmarks/sweep_collisions.py),
-    before any of them runs."""
+    """Refuse a grid sweep with a value its runs would refuse (benchmarks/sweep_settings.py), or two of whose
+    runs would write one record folder (benchmarks/sweep_collisions.py), before any of them runs."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from benchmarks import sweep_settings
         from benchmarks.sweep_collisions import collisions, refusal
 
-        problem = refusal(collisions(config))
+        problem = sweep_settings.refusal(sweep_settings.refused_values(config)) or refusal(collisions(config))
         if problem is not None:
             print(f"[failed] {problem}", file=sys.stderr)
             raise SystemExit(1) from None

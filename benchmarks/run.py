@@ -255,13 +255,19 @@ def check_budget(cfg: DictConfig) -> None:
     refuse(budget_problems(cfg))
 
 
-def check_run_settings(cfg: DictConfig, learner: bool = True) -> None:
-    """Everything about a run's settings that can be told before its data is read, refused in one error:
-    each budget problem (``budget_problems``) and each setting of the wrong kind or out of its bounds
-    (``run_argument_problems``); a setting is named once, by the budget's more specific message."""
+def run_setting_problems(cfg: DictConfig, learner: bool = True) -> list[str]:
+    """Everything about a run's settings that can be told before its data is read: each budget problem
+    (``budget_problems``) and each setting of the wrong kind or out of its bounds (``run_argument_problems``),
+    one message each, beginning with the setting's name; a setting is named once, by the budget's more
+    specific message."""
     problems = budget_problems(cfg)
     named = {problem.split(" is ", 1)[0] for problem in problems}
-    refuse(problems + [p for p in run_argument_problems(cfg, learner) if p.split(" is ", 1)[0] not in named])
+    return problems + [p for p in run_argument_problems(cfg, learner) if p.split(" is ", 1)[0] not in named]
+
+
+def check_run_settings(cfg: DictConfig, learner: bool = True) -> None:
+    """Refuse the ``run_setting_problems`` of a run in one error."""
+    refuse(run_setting_problems(cfg, learner))
 
 
 def check_fit_cache_settings(cfg: DictConfig) -> None:

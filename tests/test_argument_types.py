@@ -375,6 +375,14 @@ def test_no_shipped_config_is_refused():
                                 "benchmarks.tune <name>"),
     (["device=mps"], "device is 'mps', but the suite runs on device=auto (a GPU when one is visible), device=cpu, "
                      "device=cuda or device=cuda:N"),
+    # what Hydra offers for a misspelled key (append it with +): the run ran with its budget of 300 steps
+    (["+budget.iteration=20"], "budget.iteration is not a setting a run reads, and nothing in the config reads it, "
+                               "so it would be ignored: did you mean budget.iterations? (set it without the +: "
+                               "budget.iterations=...)"),
+    (["+protocl=retrieval"], "protocl is not a setting a run reads, and nothing in the config reads it, so it would "
+                             "be ignored: did you mean protocol? (set it without the +: protocol=...)"),
+    (["+tag=x"], "tag is not a setting a run reads, and nothing in the config reads it, so it would be ignored: drop "
+                 "it, or read it in a setting (e.g. method.name=<name>_${tag})"),
 ])
 def test_the_runner_s_own_settings_are_checked_too(overrides, message):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -406,3 +414,11 @@ def test_skip_existing_and_a_re_evaluation_s_settings_are_checked(compose_cfg, t
                         f"run_dir={tmp_path / 'again'}")
     with pytest.raises(ArgumentTypeError, match="episode_seed is 'abc', but it takes a whole number"):
         execute(saved)
+
+
+def test_a_setting_of_ones_own_that_the_config_reads_is_kept():
+    """+tag=x read by the method's name, and the presets' own top-level settings (train_episode), are not refused."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for overrides in (["+tag=x", "method.name=raw_${tag}"], ["+budget.note=x", "study=s_${budget.note}"],
+                          ["experiment=paper_protonet_mini_imagenet", "dataset=digits", "backbone=mlp"]):
+            check_run_arguments(compose(config_name="config", overrides=overrides))

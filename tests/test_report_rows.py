@@ -44,3 +44,25 @@ def test_what_differs_by_machine_or_saved_run_is_not_a_setting_of_the_row():
     assert _mixed_settings(same) == []
     same[1]["config"]["budget"]["iterations"] = 4
     assert _mixed_settings(same) == ["fashion_mnist / knn / raw: budget.iterations: 3 (seed 0), 4 (seed 1)"]
+
+
+def test_a_seeded_learners_cells_are_all_over_seeds_and_a_seed_free_one_keeps_its_runs_own():
+    """A trained net whose two seeds happen to agree on one metric (P@1 0.963 twice) is still a seeded learner:
+    that cell's interval is over seeds (0 here) like the row's others, not the run's own (†); raw features,
+    the same for every seed on every metric, keep the run's own interval."""
+    import pandas as pd
+
+    from benchmarks.leaderboard import aggregate
+
+    def row(method, seed, metric, value):
+        return {"study": "s", "dataset": "digits", "protocol": "retrieval", "method": method, "seed": seed,
+                "status": "ok", "metric": metric, "value": value, "run_ci95": 0.01, "n": 100,
+                "reference_row": method == "raw", "fit_s": 1.0}
+    rows = [row("triplet", 0, "p_at_1", 0.963), row("triplet", 1, "p_at_1", 0.963),
+            row("triplet", 0, "map_at_r", 0.80), row("triplet", 1, "map_at_r", 0.82),
+            row("raw", 0, "p_at_1", 0.95), row("raw", 1, "p_at_1", 0.95),
+            row("raw", 0, "map_at_r", 0.70), row("raw", 1, "map_at_r", 0.70)]
+    table = aggregate(pd.DataFrame(rows)).set_index(["method", "metric"])
+    assert table.loc[("triplet", "p_at_1"), "ci_over"] == "seeds" and table.loc[("triplet", "p_at_1"), "ci95"] == 0
+    assert table.loc[("triplet", "map_at_r"), "ci_over"] == "seeds"
+    assert (table.loc["raw", "ci_over"] == "within run").all() and (table.loc["raw", "ci95"] == 0.01).all()

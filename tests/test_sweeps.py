@@ -193,3 +193,15 @@ def test_a_sweep_over_data_seeds_keeps_each_split_apart(tmp_path):
                      ("knn@split1", 1, "runs/splits/digits/knn@split1/raw/seed0")]
     by_split = {r["data_seed"]: r["metrics"]["knn_error"]["mean"] for r in records}
     assert by_split[0] != by_split[1]  # another split of digits' samples: another error
+
+
+def test_a_sweep_with_a_value_its_runs_would_refuse_is_refused_before_any_runs(tmp_path):
+    """seed=0,abc: the runs before the bad one would train first, and the bad one leave a seedabc folder; the
+    sweep is refused before Hydra launches anything, naming each refused value once and why."""
+    done = _sweep(tmp_path, "study=bad", "method=raw,protonet", "seed=0,abc", "budget.iterations=0,5",
+                  *(o for o in SMALL if not o.startswith("budget.")))
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "[failed] this sweep has 2 settings its runs would refuse, so nothing was launched: budget.iterations " \
+           "is 0: it is the number of training steps, a whole number of at least 1" in done.stderr
+    assert " | seed is 'abc', but it takes a whole number of at least 0" in done.stderr
+    assert not (tmp_path / "runs").exists() and "Launching" not in done.stdout + done.stderr
