@@ -37,9 +37,27 @@ def update_readme(readme: Path, study: str, text: str) -> bool:
     return True
 
 
-def how_to_run(study: str, members: list[str] | None = None) -> str:
+def existing_studies(study: str, results_dir: Path | None) -> str:
+    """The studies that have records under ``results_dir/runs`` (the nearest name to ``study`` first, as the one
+    a typo may have meant), as a sentence; "" where there are none."""
+    import difflib
+
+    runs = Path(results_dir) / "runs" if results_dir is not None else None
+    found = sorted(p.name for p in runs.iterdir() if p.is_dir()) if runs is not None and runs.is_dir() else []
+    if not found:
+        return ""
+    near = difflib.get_close_matches(study, found, n=1, cutoff=0.6)
+    return (f"Did you mean {near[0]}? " if near else "") + f"The studies with records in {runs}: {', '.join(found)}.\n"
+
+
+def how_to_run(study: str, members: list[str] | None = None, results_dir: Path | None = None) -> str:
     """The command that makes a study's records: its suite, its experiment preset, or (neither exists) a
-    sweep that names the study, with the presets there are."""
+    sweep that names the study, with the presets there are; after the studies that have records, where
+    ``results_dir`` holds some (a misspelled study is named there)."""
+    return existing_studies(study, results_dir) + _how_to_make(study, members)
+
+
+def _how_to_make(study: str, members: list[str] | None = None) -> str:
     conf = Path(__file__).resolve().parent.parent / "conf"
     if (conf / "suite" / f"{study}.yaml").is_file():
         return f"{study} is a suite: run it with\n  python -m benchmarks.suite {study}"
@@ -184,7 +202,7 @@ def build(study: str, results_dir: Path, readme: Path | None = None, members: li
         print(f"WARNING: cannot read {path} (corrupt or another schema version); that run is left out. "
               "Re-running that configuration replaces the file.", file=sys.stderr)
     if not records:
-        print(f"No records under {where}. {how_to_run(study, members)}", file=sys.stderr)
+        print(f"No records under {where}. {how_to_run(study, members, results_dir)}", file=sys.stderr)
         return 2
     long = records_frame(records)
     table = compare_with_best(aggregate(long), long, load_units(records))

@@ -16,6 +16,17 @@ def test_no_records_names_the_command_that_makes_them(tmp_path, capsys, study, c
     assert ("experiment=" + study in err) == (study == "smoke_digits")  # never a preset that does not exist
 
 
+def test_a_misspelled_study_is_told_the_studies_that_have_records(tmp_path, capsys):
+    for name in ("splits", "mine"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+    assert build("spltis", tmp_path) == 2
+    err = capsys.readouterr().err
+    assert f"No records under {tmp_path / 'runs' / 'spltis'}. Did you mean splits? The studies with records in " \
+           f"{tmp_path / 'runs'}: mine, splits." in err
+    assert build("other", tmp_path) == 2  # nothing near: the studies alone
+    assert f"No records under {tmp_path / 'runs' / 'other'}. The studies with records in" in capsys.readouterr().err
+
+
 def test_the_figures_module_run_alone_points_at_the_report():
     """``python -m benchmarks.figures`` (a library) exits 2 naming the command that draws the figures, rather
     than exiting 0 having drawn nothing."""
