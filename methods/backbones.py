@@ -47,7 +47,11 @@ class Conv4(nn.Module):
             blocks += [nn.Conv2d(c, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(), nn.MaxPool2d(2)]
             c, h, w = channels, h // 2, w // 2
         if h < 1 or w < 1:
-            raise ValueError(f"Conv4 with depth {depth} shrinks {tuple(input_shape)} to nothing; lower depth")
+            fits = max(0, min(input_shape[1], input_shape[2]).bit_length() - 1)  # halvings that leave 1 pixel
+            raise ValueError(f"Conv4 with depth {depth} shrinks {tuple(input_shape)} to nothing (each block halves "
+                             f"height and width): "
+                             + (f"set backbone.depth={fits} or lower, the most these images allow, or use larger "
+                                "images" if fits else "these images are too small for it; use backbone=mlp"))
         self.net = nn.Sequential(*blocks, nn.Flatten())
         self.out_features = channels * h * w
         self.input_shape = tuple(input_shape)

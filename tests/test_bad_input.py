@@ -397,3 +397,16 @@ def test_an_objective_the_protocol_does_not_report_fails_before_training(compose
     record = _failed(compose_cfg("method=triplet", "protocol=knn", "objective=knn_eror"), ObjectiveError,
                      r"^objective=knn_eror is not a metric of the knn protocol; it reports knn_error$")
     assert "fit_s" not in record["timings"] and record["error"]["phase"] == "checks"
+
+
+@pytest.mark.parametrize("shape,advice", [
+    ((1, 8, 8), "set backbone.depth=3 or lower, the most these images allow, or use larger images"),
+    ((3, 1, 5), "these images are too small for it; use backbone=mlp")])
+def test_a_conv4_too_deep_for_the_images_names_the_depth_that_fits(shape, advice):
+    from methods.backbones import Conv4
+
+    with pytest.raises(ValueError, match=re.escape(f"Conv4 with depth 4 shrinks {shape} to nothing (each block "
+                                                   f"halves height and width): {advice}")):
+        Conv4(shape)
+    if shape == (1, 8, 8):
+        assert Conv4(shape, depth=3).out_features == 64  # the depth offered does fit: 8 -> 1 pixel
