@@ -118,3 +118,29 @@ def test_class_bootstrap_spread_shrinks_with_more_classes():
         i, j = np.triu_indices(len(labels), 1)
         return class_bootstrap(sim[i, j], labels[i], labels[j], {"auc": auc}, n_boot=200, seed=0)["auc"].std()
     assert spread(40) < spread(5)
+
+
+def test_a_false_accept_rate_the_test_pairs_cannot_resolve_is_refused_before_training():
+    """24 test samples of 4 classes give 216 different-class pairs: TAR at FAR 1e-3 would be the TAR at a
+    false-accept rate of 0 (not one false accept can be told), reported under the name of 1e-3. Refused in the
+    protocol's check, with the rates that the pairs do resolve; with those, the protocol runs."""
+    import re
+
+    import torch
+
+    from benchmarks.protocols.verification import VerificationProtocol
+    from datasets.splits import Split
+    from helpers import blobs
+    from methods.base import RunContext
+    from methods.raw import RawFeatures
+
+    test = blobs(n_classes=4, per_class=6)
+    split = Split(train=blobs(n_classes=2, per_class=6), test=test, train_index=torch.arange(12),
+                  test_index=torch.arange(24), kind="class-disjoint")
+    message = ("TAR at FAR 0.001 needs at least 1000 different-class pairs to tell one false accept, but the 24 test "
+               "samples give 216: set protocol.evaluator.fars to rates of at least 0.005 (e.g. "
+               "protocol.evaluator.fars=[5e-3]), or hold out more test samples")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        VerificationProtocol().check(split)
+    result = VerificationProtocol(fars=(5e-3, 1e-2)).evaluate(RawFeatures(), split, RunContext(), data_seed=0)
+    assert set(result.metrics) == {"auc", "eer", "tar_at_far_5e-3", "tar_at_far_1e-2"}

@@ -23,6 +23,15 @@ from methods.base import Learner, RunContext, embed_all, similarity
 from methods.bounds import Count, CountOrZero, PositiveFraction
 
 
+def _at_least(rate: float) -> str:
+    """The smallest of 1e-k, 2e-k, 5e-k at or above ``rate``, as a user would type it."""
+    for exponent in range(-9, 1):
+        for mantissa in (1, 2, 5):
+            if mantissa * 10.0 ** exponent >= rate:
+                return f"{mantissa}e{exponent}" if exponent else str(mantissa)
+    return "1"
+
+
 def far_name(far: float) -> str:
     return f"tar_at_far_{far:.0e}".replace("-0", "-")
 
@@ -53,6 +62,16 @@ class VerificationProtocol:
                              f"set protocol.evaluator.max_per_class so that at most {self.max_samples} remain")
         if int((split.test.counts() >= 2).sum()) < 1 or int((split.test.counts() > 0).sum()) < 2:
             raise ValueError("verification needs two test classes and a class with two samples")
+        kept = counts.clamp(max=self.max_per_class) if self.max_per_class else counts
+        different = (int(kept.sum()) ** 2 - int((kept ** 2).sum())) // 2  # pairs of samples of two classes
+        unresolved = [far for far in self.fars if different * far < 1]
+        if unresolved:  # not one false accept can be told: the TAR would be the TAR at a false-accept rate of 0
+            smallest = min(unresolved)
+            raise ValueError(
+                f"TAR at FAR {smallest:g} needs at least {round(1 / smallest)} different-class pairs to tell one false "
+                f"accept, but the {int(kept.sum())} test samples give {different}: set protocol.evaluator.fars to "
+                f"rates of at least {1 / different:.1g} (e.g. protocol.evaluator.fars=[{_at_least(1 / different)}]), or "
+                "hold out more test samples")
 
     @torch.no_grad()
     def evaluate(self, learner: Learner, split: Split, ctx: RunContext, data_seed: int) -> ProtocolResult:
