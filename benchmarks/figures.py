@@ -374,7 +374,7 @@ def noise_sweeps(table: pd.DataFrame, out: Path) -> list[Path]:
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel("mAP over defining sets")
         chosen = _legend(axes[0][-1], look)
-        title = f"{dataset}: {protocol} from noisy concept sets ({_ci_note(part).replace('; intervals cut at 0 and 1', '')}; " \
+        title = f"{dataset}: {protocol_base(protocol).replace('_', ' ')}{protocol_tags(protocol)} from noisy concept sets ({_ci_note(part).replace('; intervals cut at 0 and 1', '')}; " \
                 f"bands: 95% CI, cut at 0 and 1{chosen})"
         fig.suptitle("\n".join(textwrap.wrap(title, max(40, int(fig.get_figwidth() * 13)))), fontsize=9)
         written.append(_save(fig, out / f"{dataset}{protocol_tags(protocol)}_set_retrieval_vs_noise.png"))

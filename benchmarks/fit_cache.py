@@ -22,7 +22,6 @@ nothing was stored).
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import sys
 import time
@@ -35,31 +34,8 @@ from typing import Callable, Iterator
 import torch
 from filelock import FileLock, Timeout
 
-from benchmarks.code_identity import PROJECT, code_digest, targets
+from benchmarks.code_identity import code_digest, targets
 from benchmarks.records import atomic_write, config_hash
-
-def external_sources(method: dict) -> dict[str, str]:
-    """sha256 of the source file of each module a method config's ``_target_``s name that lives outside this
-    project and outside the installed packages (a user's own learner, on Hydra's search path and sys.path):
-    editing it must refit, as editing a learner under ``methods/`` does."""
-    import importlib.util
-    import sysconfig
-
-    installed = {Path(p).resolve() for p in (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])}
-    out = {}
-    for target in targets(method):
-        module = target.rsplit(".", 1)[0]
-        try:
-            spec = importlib.util.find_spec(module)
-        except (ImportError, ValueError):
-            continue
-        origin = Path(spec.origin).resolve() if spec is not None and spec.origin not in (None, "built-in") else None
-        if origin is None or not origin.is_file() or origin.is_relative_to(PROJECT) or \
-                any(origin.is_relative_to(p) for p in installed):
-            continue
-        out[module] = hashlib.sha256(origin.read_bytes()).hexdigest()[:16]
-    return out
-
 
 def fit_key(*, method: dict, backbone: dict | None, budget: dict, dataset: dict, seed: int,
             train_index_sha: str, device_kind: str, threads: int | None = None, precision: str = "fp32") -> str:
@@ -67,11 +43,10 @@ def fit_key(*, method: dict, backbone: dict | None, budget: dict, dataset: dict,
     count is part of it (default: torch's current one): parallel float sums round differently with
     another number of threads, and after a few hundred steps the trained nets differ measurably."""
     threads = torch.get_num_threads() if threads is None else threads
-    external = external_sources(method or {})
+    code = code_digest(targets([method, backbone, dataset]))  # a user's own learner module outside the project too
     return config_hash({"method": method, "backbone": backbone, "budget": budget, "dataset": dataset,
                         "seed": seed, "train_index_sha": train_index_sha, "device": device_kind,
-                        "threads": threads, "code": code_digest(targets([method, backbone, dataset]))} | ({} if precision == "fp32" else {"precision": precision})
-                       | ({"external": external} if external else {}))
+                        "threads": threads, "code": code} | ({} if precision == "fp32" else {"precision": precision}))
 
 
 @dataclass

@@ -303,8 +303,10 @@ def execute(cfg: DictConfig) -> dict:
         if previous.get("code") == code:
             print(f"[skip] {run_dir} already holds this run's record")
             return previous
-        print(f"[rerun] {run_dir} holds this run's record, made by other code (its learner's, protocol's or data "
-              "set's modules, or a module they import, have changed since): running it again")
+        print(f"[rerun] {run_dir} holds this run's record, " + (
+            "made by other code (its learner's, protocol's or data set's modules, a module they import, or the "
+            "runner's have changed since)" if previous.get("code") else
+            "written before records named the code that made them") + ": running it again")
 
     record: dict = {
         "schema_version": SCHEMA_VERSION, "run_id": run_id, "code": code, "status": "running", "error": None,

@@ -29,7 +29,11 @@ def _tree(root: Path) -> None:
 
 def test_the_digest_follows_the_imports_of_the_named_modules(tmp_path, monkeypatch):
     _tree(tmp_path)
+    for runner in code_identity.RUNNER:  # the runner's files are in every run's code
+        (tmp_path / runner).parent.mkdir(exist_ok=True)
+        (tmp_path / runner).write_text("")
     monkeypatch.setattr(code_identity, "PROJECT", tmp_path)
+    monkeypatch.setattr(code_identity, "_READ", {})
     names = [p.relative_to(tmp_path).as_posix() for p in closure(["methods.a"])]
     # relative imports, imports inside functions and package __init__ files count; torch and methods.b do not
     assert names == ["methods/__init__.py", "methods/a.py", "methods/base.py", "methods/helpers.py"]
@@ -37,8 +41,11 @@ def test_the_digest_follows_the_imports_of_the_named_modules(tmp_path, monkeypat
     (tmp_path / "methods" / "c.py").write_text("x = 1\n")  # a new learner's module
     (tmp_path / "methods" / "b.py").write_text("y = 2\n")  # a module A never imports
     assert code_digest(["methods.a.A", "torch.optim.Adam"]) == before
-    for edited in ("methods/helpers.py", "methods/base.py", "datasets/splits.py"):
+    for edited in ("methods/helpers.py", "methods/base.py", "datasets/splits.py", "benchmarks/run.py"):
         (tmp_path / edited).write_text((tmp_path / edited).read_text() + "# edited\n")
+        # this process imported the code it first read: a sweep edited while it runs keeps that code's digest
+        assert code_digest(["methods.a.A"]) == before, edited
+        monkeypatch.setattr(code_identity, "_READ", {})  # a new process reads the edit
         after = code_digest(["methods.a.A"])
         assert after != before, edited
         before = after
@@ -67,3 +74,18 @@ def test_a_run_made_by_other_code_runs_again_and_a_row_never_mixes_code(compose_
         build("code", tmp_path / "results")
     assert _run(compose_cfg, 0)["code"] == first["code"]  # the sweep run again: seed 0 is made again by this code
     assert build("code", tmp_path / "results") == 0
+
+
+def test_a_learner_module_outside_the_project_is_part_of_the_code(tmp_path, monkeypatch):
+    """The README's own learner outside the package (their_learner.PCALearner on sys.path): editing it changes
+    the digest of its runs (their records are run again, its fits made again), as editing methods/ does."""
+    (tmp_path / "outside_learner_mod.py").write_text("class Mine:\n    power = 2\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(code_identity, "_READ", {})
+    target = ["outside_learner_mod.Mine", "methods.raw.RawFeatures"]
+    before = code_digest(target)
+    assert code_identity.external_files(target) == [(tmp_path / "outside_learner_mod.py").resolve()]
+    (tmp_path / "outside_learner_mod.py").write_text("class Mine:\n    power = 1\n")
+    monkeypatch.setattr(code_identity, "_READ", {})
+    assert code_digest(target) != before
+    assert code_digest(["torch.optim.Adam", "methods.raw.RawFeatures"]) == code_digest(["methods.raw.RawFeatures"])
