@@ -138,7 +138,7 @@ def test_a_false_accept_rate_the_test_pairs_cannot_resolve_is_refused_before_tra
     split = Split(train=blobs(n_classes=2, per_class=6), test=test, train_index=torch.arange(12),
                   test_index=torch.arange(24), kind="class-disjoint")
     message = ("TAR at FAR 0.001 needs at least 1000 different-class pairs to tell one false accept, but the 24 test "
-               "samples give 216: set protocol.evaluator.fars to rates of at least 0.005 (e.g. "
+               "samples give 216: set protocol.evaluator.fars to rates of at least 1/216 (e.g. "
                "protocol.evaluator.fars=[5e-3]), or hold out more test samples")
     with pytest.raises(ValueError, match=re.escape(message)):
         VerificationProtocol().check(split)

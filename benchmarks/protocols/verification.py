@@ -70,7 +70,7 @@ class VerificationProtocol:
             raise ValueError(
                 f"TAR at FAR {smallest:g} needs at least {round(1 / smallest)} different-class pairs to tell one false "
                 f"accept, but the {int(kept.sum())} test samples give {different}: set protocol.evaluator.fars to "
-                f"rates of at least {1 / different:.1g} (e.g. protocol.evaluator.fars=[{_at_least(1 / different)}]), or "
+                f"rates of at least 1/{different} (e.g. protocol.evaluator.fars=[{_at_least(1 / different)}]), or "
                 "hold out more test samples")
 
     @torch.no_grad()
